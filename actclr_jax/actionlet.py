@@ -1,0 +1,91 @@
+"""Unsupervised actionlet (Sec. 3.1, Eq. 3-5): where a sequence differs from the static anchor.
+
+The offline encoder's dense map h (N, M, C, T', V) of a batch and the projected anchor
+feature z_bar give, through the gradient of -sim(z, z_bar) with respect to h, channel
+weights alpha (Eq. 4) and the map A = ReLU(sum_c alpha_c h_c) G (Eq. 5).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+ACTIVATIONS = {"relu": jax.nn.relu, "identity": lambda x: x}
+
+
+def cosine_similarity(a: jax.Array, b: jax.Array, eps: float = 1e-8) -> jax.Array:
+  """Cosine similarity over the last axis, broadcasting a (..., D) against b (..., D)."""
+  a = a / (jnp.linalg.norm(a, axis=-1, keepdims=True) + eps)
+  b = b / (jnp.linalg.norm(b, axis=-1, keepdims=True) + eps)
+  return jnp.sum(a * b, axis=-1)
+
+
+def dissimilarity_gradient(head: Callable[[jax.Array], jax.Array], dense: jax.Array,
+                           anchor_z: jax.Array) -> jax.Array:
+  """Delta h of Eq. 4: d(-sim(head(h_i), z_bar)) / d h_i for every sample i.
+
+  Args:
+    head: maps a dense map (N, M, C, T', V) to projected features (N, D); it must treat
+      samples independently (GAP then projector), so summing over i gives per-sample grads.
+    dense: (N, M, C, T', V) offline dense features.
+    anchor_z: (D,) projected feature of the static anchor.
+  Returns:
+    (N, M, C, T', V) gradient.
+  """
+  return jax.grad(lambda h: -jnp.sum(cosine_similarity(head(h), anchor_z)))(dense)
+
+
+def activation_map(dense: jax.Array, gradient: jax.Array, smoothing: jax.Array, *,
+                   grad_activation: str = "relu") -> jax.Array:
+  """Eq. 4-5: A_tv = ReLU(sum_c alpha_c h_ctv) G, per sample and body.
+
+  Args:
+    dense: (N, M, C, T', V) features h.
+    gradient: (N, M, C, T', V) Delta h.
+    smoothing: (V, V) G, applied as A[..., w] = sum_v A[..., v] G[v, w].
+    grad_activation: sigma of Eq. 4, 'relu' (the paper) or 'identity' (Grad-CAM).
+  Returns:
+    (N, M, T', V) non-negative map.
+  """
+  alpha = jnp.mean(ACTIVATIONS[grad_activation](gradient), axis=(-2, -1))  # (N, M, C)
+  cam = jax.nn.relu(jnp.einsum("nmc,nmctv->nmtv", alpha, dense))
+  return jnp.einsum("nmtv,vw->nmtw", cam, smoothing)
+
+
+def normalize_per_sample(cam: jax.Array, eps: float = 1e-8) -> jax.Array:
+  """Scales each (sample, body) map of (N, M, T', V) to [0, 1]."""
+  low = jnp.min(cam, axis=(-2, -1), keepdims=True)
+  high = jnp.max(cam, axis=(-2, -1), keepdims=True)
+  return (cam - low) / (high - low + eps)
+
+
+def to_input_frames(mask: jax.Array, frames: int) -> jax.Array:
+  """Linearly resamples (N, M, T', V) to (N, M, frames, V)."""
+  n, m, _, v = mask.shape
+  return jax.image.resize(mask, (n, m, frames, v), method="linear")
+
+
+def actionlet(dense: jax.Array, gradient: jax.Array, smoothing: jax.Array, *, threshold: float,
+              frames: int, grad_activation: str = "relu") -> tuple[jax.Array, jax.Array]:
+  """The binary actionlet at the feature and at the input resolution.
+
+  Returns:
+    (mask_dense (N, M, T', V), mask_input (N, frames, V, M)), both float {0, 1}: the
+    first weighs SAFP, the second mixes MATS in the (N, C, T, V, M) data layout.
+  """
+  scaled = normalize_per_sample(activation_map(dense, gradient, smoothing,
+                                               grad_activation=grad_activation))
+  mask_dense = (scaled > threshold).astype(jnp.float32)
+  mask_input = (to_input_frames(scaled, frames) > threshold).astype(jnp.float32)
+  return mask_dense, jnp.transpose(mask_input, (0, 2, 3, 1))
+
+
+def iou(pred: jax.Array, truth: jax.Array, eps: float = 1e-8) -> jax.Array:
+  """Per-sample IoU of two boolean masks (N, ...)."""
+  pred, truth = pred.astype(bool), truth.astype(bool)
+  axes = tuple(range(1, pred.ndim))
+  inter = jnp.sum(pred & truth, axis=axes)
+  union = jnp.sum(pred | truth, axis=axes)
+  return inter / (union + eps)

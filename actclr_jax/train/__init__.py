@@ -1,0 +1,1 @@
+"""Pretraining: the train state, the jitted ActCLR step, and the trainer loop."""

@@ -1,0 +1,97 @@
+"""The pretraining state: one pytree holding everything a step reads and writes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from actclr_jax import losses
+from actclr_jax.models import stgcn
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Pretraining state.
+
+  Attributes:
+    step: number of optimizer updates done.
+    params: online encoder + projector params.
+    batch_stats: online BatchNorm statistics.
+    opt_state: optax state of the online params.
+    ema_state: optax.EmaState whose `ema` holds the offline (momentum) params.
+    ema_batch_stats: offline BatchNorm statistics (updated by the offline forward passes).
+    bank: (K, D) memory bank of normalised keys, a ring buffer.
+    bank_pointer: next row of the bank to write.
+    rng: PRNG key of the next step.
+    anchor: (C, T, V, M) static anchor (Eq. 2).
+  """
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  ema_state: optax.EmaState
+  ema_batch_stats: Any
+  bank: jax.Array
+  bank_pointer: jax.Array
+  rng: jax.Array
+  anchor: jax.Array
+
+  @property
+  def ema_params(self):
+    return self.ema_state.ema
+
+
+def build_model(config: ml_collections.ConfigDict, in_channels: int = 3) -> stgcn.ContrastiveNet:
+  return stgcn.ContrastiveNet(
+      layout=config.data.layout, in_channels=in_channels,
+      hidden_channels=config.model.hidden_channels, out_channels=config.model.out_channels,
+      dropout=config.model.dropout, edge_importance=config.model.edge_importance,
+      projection_dim=config.model.projection_dim)
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
+  """Base lr scaled linearly with batch size (per 128), x decay at the configured epochs."""
+  base = config.learning_rate * config.batch_size / 128
+  return optax.piecewise_constant_schedule(
+      base, {int(e * steps_per_epoch): config.lr_decay_factor for e in config.lr_decay_epochs})
+
+
+def build_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.GradientTransformation:
+  """SGD with momentum and coupled weight decay (the published runs), or Adam."""
+  schedule = learning_rate_schedule(config, steps_per_epoch)
+  if config.optimizer == "sgd":
+    return optax.chain(optax.add_decayed_weights(config.weight_decay),
+                       optax.sgd(schedule, momentum=config.momentum))
+  if config.optimizer == "adam":
+    return optax.chain(optax.add_decayed_weights(config.weight_decay), optax.adam(schedule))
+  raise ValueError(f"Unknown optimizer {config.optimizer!r} (config key optimizer): sgd or adam")
+
+
+def ema_transform(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """offline <- m * offline + (1 - m) * online, as an optax EMA of the online params."""
+  return optax.ema(config.moco.momentum, debias=False)
+
+
+def create_train_state(config: ml_collections.ConfigDict, model: stgcn.ContrastiveNet,
+                       tx: optax.GradientTransformation, anchor: np.ndarray,
+                       rng: jax.Array) -> TrainState:
+  """Initialises the online and offline networks identically, and a random unit-norm bank."""
+  init_rng, bank_rng, step_rng = jax.random.split(rng, 3)
+  variables = model.init({"params": init_rng, "dropout": init_rng}, jnp.asarray(anchor)[None],
+                         train=False)
+  params, batch_stats = variables["params"], variables["batch_stats"]
+  bank = losses.l2_normalize(
+      jax.random.normal(bank_rng, (config.moco.bank_size, config.model.projection_dim)))
+  return TrainState(
+      step=jnp.zeros([], jnp.int32), params=params, batch_stats=batch_stats,
+      opt_state=tx.init(params),
+      # Copies: the step donates the state, and donated buffers must not alias.
+      ema_state=optax.EmaState(count=jnp.zeros([], jnp.int32), ema=jax.tree.map(jnp.copy, params)),
+      ema_batch_stats=jax.tree.map(jnp.copy, batch_stats), bank=bank, bank_pointer=jnp.zeros([], jnp.int32),
+      rng=step_rng, anchor=jnp.asarray(anchor, jnp.float32))

@@ -1,0 +1,128 @@
+"""The ActCLR train step: a pure function of (state, batch), jitted by the trainer.
+
+Two static variants: plain MoCo v2 (before `actionlet.start_epoch`) and ActCLR
+(actionlet, MATS and SAFP).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from actclr_jax import actionlet, augment, graph, losses
+from actclr_jax.models import stgcn
+from actclr_jax.train.state import TrainState
+
+
+def smoothing_matrix(config: ml_collections.ConfigDict, layout: graph.Layout) -> jax.Array:
+  """G of Eq. 5: the normalised adjacency, or the authors' body-part averaging."""
+  if config.actionlet.smoothing == "adjacency":
+    return jnp.asarray(layout.smoothing_matrix())
+  if config.actionlet.smoothing == "parts":
+    return jnp.asarray(layout.part_average_matrix())
+  raise ValueError(f"Unknown config key actionlet.smoothing={config.actionlet.smoothing!r}: "
+                   "adjacency or parts")
+
+
+def offline_actionlet(config, model, variables, dense, anchor_z, layout, frames):
+  """Actionlet masks (dense (N, M, T', V), input (N, T, V, M)) from offline features."""
+  head = lambda h: model.apply(variables, stgcn.global_average_pool(h), method=model.project)
+  gradient = actionlet.dissimilarity_gradient(head, dense, anchor_z)
+  return actionlet.actionlet(dense, gradient, smoothing_matrix(config, layout),
+                             threshold=config.actionlet.threshold, frames=frames,
+                             grad_activation=config.actionlet.grad_activation)
+
+
+def train_step(state: TrainState, batch: dict, *, config: ml_collections.ConfigDict,
+               model: stgcn.ContrastiveNet, tx: optax.GradientTransformation,
+               ema_tx: optax.GradientTransformation, layout: graph.Layout,
+               use_actionlet: bool) -> tuple[TrainState, dict]:
+  """One pretraining step on batch['data'] (N, C, T, V, M). Returns the new state and metrics.
+
+  A step whose loss is not finite leaves the state unchanged and reports finite = 0.
+  """
+  rng, key_rng, query_rng, query_dropout, key_dropout = jax.random.split(state.rng, 5)
+  x = batch["data"]
+  n, frames = x.shape[0], x.shape[2]
+  aug = config.augment
+  x_k = augment.key_view(key_rng, x, layout, aug)
+
+  offline = {"params": state.ema_params, "batch_stats": state.ema_batch_stats}
+  metrics = {}
+  if use_actionlet:
+    anchor = state.anchor if config.actionlet.anchor == "dataset" else jnp.mean(x, axis=0)
+    inputs = jnp.concatenate([x_k, anchor[None]], axis=0)
+  else:
+    inputs = x_k
+  out_k, offline_updates = model.apply(offline, inputs, train=True, mutable=["batch_stats"],
+                                       rngs={"dropout": key_dropout})
+  if use_actionlet:
+    dense = out_k["dense"][:n]
+    mask_dense, mask_input = offline_actionlet(config, model, offline, dense, out_k["z"][n],
+                                               layout, frames)
+    if config.actionlet.safp:
+      z_safp = model.apply(offline, stgcn.weighted_pool(dense, mask_dense), method=model.project)
+      mix = config.actionlet.safp_gap_mix
+      z_k = mix * out_k["z"][:n] + (1.0 - mix) * z_safp
+    else:
+      z_k = out_k["z"][:n]
+    if config.actionlet.mats:
+      x_q = augment.mats(query_rng, x, mask_input, layout, aug)
+    else:
+      x_q = augment.query_view(query_rng, x, layout, aug)
+    metrics["actionlet_area"] = jnp.mean(mask_input)
+  else:
+    z_k = out_k["z"]
+    x_q = augment.query_view(query_rng, x, layout, aug)
+  z_k = jax.lax.stop_gradient(losses.l2_normalize(z_k))
+
+  def loss_fn(params):
+    out_q, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, x_q,
+                                 train=True, mutable=["batch_stats"],
+                                 rngs={"dropout": query_dropout})
+    z_q = losses.l2_normalize(out_q["z"])
+    nce = losses.info_nce(z_q, z_k, state.bank, config.moco.temperature)
+    mining = losses.similarity_mining(z_q, z_k, state.bank, config.loss.tau_q, config.loss.tau_k)
+    loss = config.loss.infonce_weight * nce + config.loss.mining_weight * mining
+    return loss, (updates["batch_stats"], nce, mining)
+
+  (loss, (batch_stats, nce, mining)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  _, ema_state = ema_tx.update(params, state.ema_state)
+  bank, bank_pointer = losses.enqueue(state.bank, state.bank_pointer, z_k)
+  new_state = state.replace(
+      step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state,
+      ema_state=ema_state, ema_batch_stats=offline_updates["batch_stats"], bank=bank,
+      bank_pointer=bank_pointer, rng=rng)
+  finite = jnp.isfinite(loss)
+  new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
+  metrics.update(loss=loss, infonce=nce, mining=mining, finite=finite.astype(jnp.float32))
+  return new_state, metrics
+
+
+def make_train_step(config, model, tx, ema_tx, layout, use_actionlet: bool):
+  """The step with everything but (state, batch) bound."""
+  return functools.partial(train_step, config=config, model=model, tx=tx, ema_tx=ema_tx,
+                           layout=layout, use_actionlet=use_actionlet)
+
+
+def encode_features(params, batch_stats, x, *, model: stgcn.ContrastiveNet) -> jax.Array:
+  """Pooled encoder features (N, C) in inference mode."""
+  out = model.apply({"params": params, "batch_stats": batch_stats}, x, train=False)
+  return out["feature"]
+
+
+def inference_actionlet(state: TrainState, x: jax.Array, *, config, model, layout) -> jax.Array:
+  """The actionlet (N, T, V, M) of un-augmented x from the offline network in inference mode."""
+  variables = {"params": state.ema_params, "batch_stats": state.ema_batch_stats}
+  anchor = state.anchor if config.actionlet.anchor == "dataset" else jnp.mean(x, axis=0)
+  dense = model.apply(variables, x, train=False, method=model.encode)
+  anchor_z = model.apply(variables, anchor[None], train=False)["z"][0]
+  _, mask_input = offline_actionlet(config, model, variables, dense, anchor_z, layout, x.shape[2])
+  return mask_input

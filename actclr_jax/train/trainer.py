@@ -1,0 +1,300 @@
+"""The pretraining loop: data, sharding, checkpoints, logging and the KNN monitor."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+
+from absl import logging
+import grain
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from actclr_jax import actionlet, graph
+from actclr_jax.data import io, pipeline, streams
+from actclr_jax.evaluate import knn
+from actclr_jax.train import state as state_lib
+from actclr_jax.train import step as step_lib
+
+
+@dataclasses.dataclass
+class Data:
+  """The splits a run reads, and how they are batched."""
+  layout: graph.Layout
+  train: pipeline.SplitArrays
+  val: pipeline.SplitArrays
+  shard: tuple[int, int]
+  steps_per_epoch: int
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Checks config values that would otherwise fail late, inside compilation."""
+  graph.get_layout(config.data.layout)
+  checks = [
+      ("data.stream", config.data.stream, streams.STREAMS),
+      ("optimizer", config.optimizer, ("sgd", "adam")),
+      ("actionlet.anchor", config.actionlet.anchor, ("dataset", "batch")),
+      ("actionlet.smoothing", config.actionlet.smoothing, ("adjacency", "parts")),
+      ("actionlet.grad_activation", config.actionlet.grad_activation, ("relu", "identity")),
+  ]
+  for key, value, allowed in checks:
+    if value not in allowed:
+      raise ValueError(f"config key {key}={value!r}: expected one of {allowed}")
+  if config.batch_size % jax.device_count():
+    raise ValueError(f"config key batch_size={config.batch_size} is not divisible by the "
+                     f"{jax.device_count()} devices")
+  if config.eval_batch_size % jax.device_count():
+    raise ValueError(f"config key eval_batch_size={config.eval_batch_size} is not divisible by "
+                     f"the {jax.device_count()} devices")
+  if config.moco.bank_size < config.batch_size:
+    raise ValueError(f"config key moco.bank_size={config.moco.bank_size} is smaller than "
+                     f"batch_size={config.batch_size}")
+
+
+def prepare_synthetic_if_missing(config: ml_collections.ConfigDict) -> None:
+  """Generates the built-in synthetic set at data.root when it is not there yet."""
+  if config.data.dataset != "synthetic":
+    return
+  if os.path.exists(os.path.join(config.data.root, config.data.split, "train_label.pkl")):
+    return
+  from actclr_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  logging.info("generating the synthetic data set in %s", config.data.root)
+  summary = synthetic.prepare(config.data.root, num_samples=config.data.synthetic_samples,
+                              seed=config.data.synthetic_seed)
+  logging.info("%s", synthetic.summarize(config.data.root))
+  del summary
+
+
+def load_data(config: ml_collections.ConfigDict) -> Data:
+  """Loads and checks the train and val splits named by the config."""
+  layout = graph.get_layout(config.data.layout)
+  prepare_synthetic_if_missing(config)
+  kwargs = dict(frames=config.data.frames, center=config.data.center, resize=config.data.resize,
+                view_normalize=config.data.view_normalize)
+  train = pipeline.load_split(config.data.root, config.data.split, config.data.train_part, layout,
+                              **kwargs)
+  val = pipeline.load_split(config.data.root, config.data.split, config.data.val_part, layout,
+                            **kwargs)
+  for arrays in (train, val):
+    if arrays.labels.max(initial=0) >= config.data.num_classes:
+      raise io.DataError(f"{arrays.path}: label {arrays.labels.max()} >= config key "
+                         f"data.num_classes={config.data.num_classes}")
+  shard = pipeline.process_shard()
+  spe = pipeline.steps_per_epoch(len(train), config.batch_size, shard[1])
+  return Data(layout, train, val, shard, spe)
+
+
+def make_mesh() -> Mesh:
+  """A 1-D data-parallel mesh over every device."""
+  return Mesh(np.asarray(jax.devices()), ("data",))
+
+
+def to_global(batch: dict, sharding: NamedSharding) -> dict:
+  """Assembles each process's numpy batch into global arrays sharded on the leading axis."""
+  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+          for k, v in batch.items()}
+
+
+def checkpoint_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(
+      os.path.abspath(os.path.join(workdir, "checkpoints")),
+      options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True))
+
+
+class MetricsLog:
+  """Writes scalars to TensorBoard and to workdir/metrics.jsonl (process 0 only)."""
+
+  def __init__(self, workdir: str):
+    self._enabled = jax.process_index() == 0
+    if self._enabled:
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      self._writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
+      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+
+  def write(self, step: int, scalars: dict) -> None:
+    if not self._enabled:
+      return
+    for name, value in scalars.items():
+      self._writer.add_scalar(name, value, step)
+    self._jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
+    self._jsonl.flush()
+
+  def close(self) -> None:
+    if self._enabled:
+      self._writer.close()
+      self._jsonl.close()
+
+
+def extract_features(encode, arrays: pipeline.SplitArrays, data: Data, config, sharding):
+  """Pooled features (N, C) of every sample of `arrays`, in order."""
+  chunks = []
+  for batch in pipeline.eval_batches(arrays, batch_size=config.eval_batch_size // data.shard[1],
+                                     stream=config.data.stream, layout=data.layout,
+                                     shard=data.shard):
+    mask = batch.pop("mask")
+    features = encode(to_global({"data": batch["data"]}, sharding)["data"])
+    chunks.append(np.asarray(jax.device_get(features))[mask])
+  return np.concatenate(chunks)
+
+
+def actionlet_iou(state, data: Data, config, model, max_samples: int = 512, seed: int = 0):
+  """IoU of body 0's actionlet with the ground truth on val samples, and a same-area random mask's.
+
+  Returns None when the data set has no ground-truth actionlet.
+  """
+  if data.val.actionlet is None:
+    return None
+  n = min(max_samples, len(data.val))
+  n -= n % jax.device_count()
+  x = np.asarray(data.val.data[:n])
+  x = streams.to_stream(x, config.data.stream, data.layout)
+  fn = jax.jit(lambda s, x: step_lib.inference_actionlet(s, x, config=config, model=model,
+                                                          layout=data.layout))
+  predicted = np.asarray(fn(state, jnp.asarray(x)))[..., 0] > 0.5  # (n, T, V) body 0
+  truth = np.asarray(data.val.actionlet[:n]) > 0
+  rng = np.random.default_rng(seed)
+  shuffled = np.stack([rng.permutation(p.ravel()).reshape(p.shape) for p in predicted])
+  return {"actionlet_iou": float(np.mean(actionlet.iou(predicted, truth))),
+          "random_mask_iou": float(np.mean(actionlet.iou(shuffled, truth))),
+          "actionlet_area": float(predicted.mean()),
+          "actionlet_all_zero": float(np.mean(~predicted.any(axis=(1, 2)))),
+          "actionlet_all_one": float(np.mean(predicted.all(axis=(1, 2))))}
+
+
+def monitor(state, data: Data, config, model, sharding) -> dict:
+  """KNN top-1 (online encoder, inference mode) and, on synthetic data, the actionlet IoU."""
+  encode = jax.jit(lambda p, b, x: step_lib.encode_features(p, b, x, model=model))
+  encode_state = lambda x: encode(state.params, state.batch_stats, x)
+  train_features = extract_features(encode_state, data.train, data, config, sharding)
+  val_features = extract_features(encode_state, data.val, data, config, sharding)
+  accuracy = knn.knn_accuracy(train_features, data.train.labels, val_features, data.val.labels,
+                              ks=(config.knn_k,), num_classes=config.data.num_classes)
+  result = {f"knn_top1_k{config.knn_k}": float(accuracy[config.knn_k])}
+  result.update(actionlet_iou(state, data, config, model) or {})
+  return result
+
+
+def _format_eta(seconds: float) -> str:
+  seconds = int(max(seconds, 0))
+  return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Pretrains ActCLR as configured, resuming from workdir/checkpoints. Returns the last monitor."""
+  validate_config(config)
+  data = load_data(config)
+  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+  mesh = make_mesh()
+  replicated = NamedSharding(mesh, P())
+  batch_sharding = NamedSharding(mesh, P("data"))
+  model = state_lib.build_model(config)
+  tx = state_lib.build_optimizer(config, data.steps_per_epoch)
+  ema_tx = state_lib.ema_transform(config)
+  schedule = state_lib.learning_rate_schedule(config, data.steps_per_epoch)
+  total_steps = config.num_epochs * data.steps_per_epoch
+
+  manager = checkpoint_manager(workdir, config)
+  init = lambda anchor: state_lib.create_train_state(config, model, tx, anchor,
+                                                     jax.random.PRNGKey(config.seed))
+  latest = manager.latest_step()
+  if latest is None:
+    anchor = pipeline.mean_sequence(data.train, stream=config.data.stream, layout=data.layout)
+    state = jax.device_put(init(anchor), replicated)
+    step = 0
+  else:
+    abstract = jax.eval_shape(init, np.zeros(data.train.data.shape[1:], np.float32))
+    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
+                            abstract)
+    step = latest
+  epoch = step // data.steps_per_epoch
+  iterator = iter(pipeline.train_loader(
+      data.train, global_batch_size=config.batch_size, epoch=epoch, seed=config.seed,
+      stream=config.data.stream, layout=data.layout, shard=data.shard,
+      worker_count=config.data.worker_count))
+  if latest is not None:
+    restored = manager.restore(latest, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract), data=grain.checkpoint.CheckpointRestore(iterator)))
+    state = restored["state"]
+    logging.info("resumed from %s at step %d (epoch %d)", manager.directory, latest, epoch)
+
+  n_params = sum(x.size for x in jax.tree.leaves(state.params["encoder"]))
+  logging.info("encoder parameters: %d (%.3f M); %d devices; %d steps/epoch; %d epochs",
+               n_params, n_params / 1e6, jax.device_count(), data.steps_per_epoch,
+               config.num_epochs)
+  steps = {flag: jax.jit(step_lib.make_train_step(config, model, tx, ema_tx, data.layout, flag),
+                         in_shardings=(replicated, batch_sharding),
+                         out_shardings=(replicated, replicated), donate_argnums=0)
+           for flag in (False, True)}
+  log = MetricsLog(workdir)
+  pending, last_monitor = [], {}
+  timer, timer_step = time.time(), step
+  start_time = time.time()
+  try:
+    while step < total_steps:
+      batch = next(iterator)
+      use_actionlet = epoch >= config.actionlet.start_epoch
+      state, metrics = steps[use_actionlet](state, to_global({"data": batch["data"]},
+                                                             batch_sharding))
+      pending.append(metrics)
+      step += 1
+      epoch_done = step % data.steps_per_epoch == 0
+      if step % config.log_every_steps == 0 or epoch_done or step == total_steps:
+        scalars = _summarize(pending, step - len(pending) + 1)
+        pending = []
+        rate = (step - timer_step) * config.batch_size / (time.time() - timer)
+        timer, timer_step = time.time(), step
+        scalars.update(samples_per_second=rate, learning_rate=float(schedule(step - 1)),
+                       epoch=step / data.steps_per_epoch)
+        log.write(step, scalars)
+        logging.info(
+            "step %d/%d epoch %.2f loss %.4f (infonce %.4f, mining %.4f)%s | %.0f samples/s | "
+            "ETA %s", step, total_steps, step / data.steps_per_epoch, scalars["loss"],
+            scalars["infonce"], scalars["mining"],
+            f" actionlet area {scalars['actionlet_area']:.3f}" if "actionlet_area" in scalars
+            else "", rate, _format_eta((total_steps - step) * config.batch_size / max(rate, 1e-9)))
+      if epoch_done:
+        epoch += 1
+        if epoch % config.knn_every_epochs == 0 or step == total_steps:
+          last_monitor = monitor(state, data, config, model, batch_sharding)
+          log.write(step, last_monitor)
+          logging.info("epoch %d monitor: %s", epoch,
+                       ", ".join(f"{k} {v:.4f}" for k, v in last_monitor.items()))
+        if step < total_steps:
+          iterator = iter(pipeline.train_loader(
+              data.train, global_batch_size=config.batch_size, epoch=epoch, seed=config.seed,
+              stream=config.data.stream, layout=data.layout, shard=data.shard,
+              worker_count=config.data.worker_count))
+        if epoch % config.checkpoint_every_epochs == 0 or step == total_steps:
+          manager.save(step, args=ocp.args.Composite(
+              state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(iterator)))
+  finally:
+    manager.wait_until_finished()
+    log.close()
+  summary = {"step": step, "epochs": config.num_epochs,
+             "wall_seconds": time.time() - start_time, **last_monitor}
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "pretrain_summary.json"), "w") as f:
+      json.dump(summary, f, indent=2)
+  return summary
+
+
+def _summarize(pending: list, first_step: int) -> dict:
+  """Means of the pending step metrics; raises on a non-finite loss, naming the step."""
+  fetched = jax.device_get(pending)
+  finite = np.array([m["finite"] for m in fetched])
+  if not finite.all():
+    bad = first_step + int(np.argmin(finite))
+    raise FloatingPointError(
+        f"non-finite loss at step {bad}: training stopped; the last good checkpoint is kept")
+  keys = fetched[0].keys()
+  return {k: float(np.mean([m[k] for m in fetched])) for k in keys if k != "finite"}

@@ -1,0 +1,30 @@
+"""The built-in synthetic set (the README's main job): CPU-sized, finishes in minutes.
+
+`--config=configs/synthetic.py:SPLIT,STREAM`, SPLIT xsub (default) | xview. The data set is
+generated into data.root on first use.
+"""
+
+from configs import default
+from configs.ntu60 import parse_argument
+
+
+def get_config(argument=None):
+  config = default.get_config()
+  split, stream = parse_argument(argument, ("xsub", "xview"), "xsub")
+  config.data.dataset = "synthetic"
+  config.data.root = "data/synthetic"
+  config.data.split = split
+  config.data.stream = stream
+  config.data.num_classes = 12
+  config.data.synthetic_samples = 3000
+  config.data.synthetic_seed = 0
+
+  config.batch_size = 64
+  config.num_epochs = 12
+  config.actionlet.start_epoch = 6
+  config.lr_decay_epochs = (10,)
+  config.moco.bank_size = 1024
+  config.knn_every_epochs = 3
+  config.checkpoint_every_epochs = 3
+  config.log_every_steps = 10
+  return config

@@ -1,0 +1,338 @@
+"""Tests for actclr_jax.augment: shapes, jit, identities, invariances and MATS (Eq. 7)."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from actclr_jax import augment
+from actclr_jax import graph
+
+N, C, T, V, M = 4, 3, 20, 25, 2
+LAYOUT = graph.get_layout("ntu")
+PERM = LAYOUT.flip_permutation
+PARTS = LAYOUT.parts
+
+
+def _batch(seed: int = 0) -> np.ndarray:
+  """Random (N, 3, T, V, 2) batch; samples 0 and 2 have no second body."""
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(N, C, T, V, M)).astype(np.float32)
+  x[[0, 2], ..., 1] = 0
+  return x
+
+
+def _mask(seed: int = 1) -> np.ndarray:
+  return np.random.default_rng(seed).uniform(size=(N, T, V, M)).astype(np.float32)
+
+
+KEY = jax.random.PRNGKey(0)
+PARTNER = jnp.array([1, 2, 3, 0])
+MASK = jnp.asarray(_mask())
+
+# Composites are compiled once per module and shared by the tests below (compiling is the
+# slow part on CPU).
+ACT = jax.jit(lambda k, x, a: augment.actionlet_transform(k, x, a, LAYOUT))
+NON = jax.jit(lambda k, x: augment.non_actionlet_transform(k, x, LAYOUT))
+MATS = jax.jit(lambda k, x, a: augment.mats(k, x, a, LAYOUT, return_views=True))
+
+# Each transform as a jitted f(key, x) -> x', with its default parameters.
+TRANSFORMS = {
+    "shear": jax.jit(augment.shear),
+    "spatial_flip": jax.jit(functools.partial(augment.spatial_flip, flip_perm=PERM)),
+    "rotate": jax.jit(augment.rotate),
+    "axis_mask": jax.jit(augment.axis_mask),
+    "crop": jax.jit(augment.crop),
+    "temporal_flip": jax.jit(augment.temporal_flip),
+    "gaussian_noise": jax.jit(augment.gaussian_noise),
+    "gaussian_blur": jax.jit(augment.gaussian_blur),
+    "skeleton_adain": jax.jit(functools.partial(augment.skeleton_adain, partner=PARTNER)),
+    "mixup": jax.jit(functools.partial(augment.mixup, partner=PARTNER)),
+    "cutmix": jax.jit(functools.partial(augment.cutmix, partner=PARTNER, parts=PARTS)),
+    "resizemix": jax.jit(functools.partial(augment.resizemix, partner=PARTNER)),
+    "skeleton_mix": jax.jit(functools.partial(augment.skeleton_mix, partner=PARTNER,
+                                              parts=PARTS)),
+    "key_view": jax.jit(functools.partial(augment.key_view, layout=LAYOUT)),
+    "query_view": jax.jit(functools.partial(augment.query_view, layout=LAYOUT)),
+    "actionlet_transform": lambda k, x: ACT(k, x, MASK)[0],
+    "non_actionlet_transform": NON,
+    "mats": lambda k, x: MATS(k, x, MASK)[0],
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRANSFORMS))
+def test_shape_dtype_jit_zero_bodies_determinism(name):
+  fn = TRANSFORMS[name]
+  x = jnp.asarray(_batch())
+  out = fn(KEY, x)
+  assert out.shape == x.shape and out.dtype == jnp.float32
+  assert np.all(np.isfinite(out))
+  # Absent second bodies stay exactly zero; present ones are not wiped out.
+  assert np.all(np.asarray(out)[[0, 2], ..., 1] == 0)
+  assert np.any(np.asarray(out)[[1, 3], ..., 1] != 0)
+  np.testing.assert_array_equal(out, fn(KEY, x))
+
+
+@pytest.mark.parametrize("name", ["shear", "rotate", "gaussian_noise", "skeleton_mix", "mats",
+                                  "actionlet_transform", "non_actionlet_transform"])
+def test_different_key_changes_output(name):
+  x = jnp.asarray(_batch())
+  fn = TRANSFORMS[name]
+  assert not np.allclose(fn(jax.random.PRNGKey(1), x), fn(jax.random.PRNGKey(2), x))
+
+
+def test_p_zero_and_zero_amount_are_identity():
+  x = jnp.asarray(_batch())
+  m = jnp.asarray(_mask())
+  eq = np.testing.assert_array_equal
+  eq(augment.shear(KEY, x, amount=0.0), x)
+  eq(augment.rotate(KEY, x, max_degrees=0.0, minor_degrees=0.0), x)
+  eq(augment.axis_mask(KEY, x, p=0.0), x)
+  eq(augment.gaussian_noise(KEY, x, p=0.0), x)
+  eq(augment.gaussian_blur(KEY, x, p=0.0), x)
+  eq(augment.skeleton_adain(KEY, x, PARTNER, p=0.0), x)
+  for out in (augment.spatial_flip(KEY, x, PERM, p=0.0, mask=m),
+              augment.temporal_flip(KEY, x, m, p=0.0),
+              augment.crop(KEY, x, m, pad_ratio=0.0)):
+    eq(out[0], x)
+    eq(out[1], m)
+  # The traced (non-early-return) paths are identities too when no coin comes up.
+  eq(jax.jit(lambda k, a: augment.shear(k, a, amount=1e-30))(KEY, x), x)
+  eq(augment.gaussian_blur(KEY, x, kernel_size=1), x)
+
+
+def test_composites_with_everything_off_are_identity():
+  x = jnp.asarray(_batch())
+  m = jnp.asarray(_mask())
+  off = dict(shear_amount=0.0, flip_p=0.0, rotate_max_degrees=0.0, rotate_minor_degrees=0.0,
+             axis_mask_p=0.0, crop_pad_ratio=0.0, temporal_flip_p=0.0, noise_p=0.0, blur_p=0.0,
+             adain_p=0.0, strong_noise_p=0.0, mix_p=0.0)
+  x_act, m_act = augment.actionlet_transform(KEY, x, m, LAYOUT, **off)
+  np.testing.assert_array_equal(x_act, x)
+  np.testing.assert_array_equal(m_act, m)
+  np.testing.assert_allclose(augment.mats(KEY, x, m, LAYOUT, **off), x, rtol=1e-6, atol=1e-6)
+  np.testing.assert_array_equal(augment.key_view(KEY, x, LAYOUT, shear_amount=0.0), x)
+
+
+def test_flip_twice_is_identity():
+  x = jnp.asarray(_batch())
+  m = jnp.asarray(_mask())
+  for p in (0.5, 1.0):
+    for key in jax.random.split(KEY, 3):
+      x1, m1 = augment.spatial_flip(key, x, PERM, p, mask=m)
+      x2, m2 = augment.spatial_flip(key, x1, PERM, p, mask=m1)
+      np.testing.assert_array_equal(x2, x)
+      np.testing.assert_array_equal(m2, m)
+      x1, m1 = augment.temporal_flip(key, x, m, p)
+      x2, m2 = augment.temporal_flip(key, x1, m1, p)
+      np.testing.assert_array_equal(x2, x)
+      np.testing.assert_array_equal(m2, m)
+  # p = 1 really flips: joints swap and time reverses.
+  xs = augment.spatial_flip(KEY, x, PERM, 1.0)
+  np.testing.assert_array_equal(xs, np.asarray(x)[:, :, :, PERM])
+  xt, mt = augment.temporal_flip(KEY, x, m, 1.0)
+  np.testing.assert_array_equal(xt, np.asarray(x)[:, :, ::-1])
+  np.testing.assert_array_equal(mt, np.asarray(m)[:, ::-1])
+
+
+def _bone_lengths(x):
+  child, parent = np.array(LAYOUT.edges).T
+  bones = np.asarray(x)[:, :, :, child] - np.asarray(x)[:, :, :, parent]
+  return np.linalg.norm(bones, axis=1)
+
+
+def test_rotation_preserves_bone_lengths_shear_does_not():
+  x = jnp.asarray(_batch())
+  rotated = augment.rotate(KEY, x, max_degrees=90.0, minor_degrees=10.0)
+  assert not np.allclose(rotated, x)
+  np.testing.assert_allclose(_bone_lengths(rotated), _bone_lengths(x), rtol=1e-4, atol=1e-5)
+  sheared = augment.shear(KEY, x)
+  assert not np.allclose(_bone_lengths(sheared), _bone_lengths(x), rtol=1e-2)
+
+
+def test_shear_matrix_has_unit_diagonal():
+  # With one-hot channel inputs the output channels are the matrix columns.
+  x = np.zeros((N, C, 1, 3, 1), np.float32)
+  for j in range(3):
+    x[:, j, 0, j, 0] = 1
+  mat = np.asarray(augment.shear(KEY, jnp.asarray(x), amount=0.5))[:, :, 0, :, 0]
+  np.testing.assert_array_equal(np.diagonal(mat, axis1=1, axis2=2), 1)
+  off = mat[:, ~np.eye(3, dtype=bool)]
+  assert np.all(np.abs(off) <= 0.5) and np.all(off != 0)
+
+
+def test_axis_mask_zeroes_one_channel():
+  x = jnp.asarray(_batch())
+  out = np.asarray(augment.axis_mask(KEY, x, p=1.0))
+  zeroed = np.all(out == 0, axis=(2, 3, 4))
+  assert np.all(zeroed.sum(1) == 1)
+  np.testing.assert_array_equal(out[~zeroed], np.asarray(x)[~zeroed])
+
+
+def test_crop_warps_x_and_mask_identically():
+  frames = np.arange(1, T + 1, dtype=np.float32)
+  x = np.broadcast_to(frames[None, None, :, None, None], (N, C, T, V, M)).copy()
+  m = np.broadcast_to(frames[None, :, None, None], (N, T, V, M)) * 10
+  pad = T // 6
+  padded = np.pad(frames, pad, mode="reflect")
+  windows = {tuple(padded[o:o + T]) for o in range(2 * pad + 1)}
+  offsets = set()
+  for key in jax.random.split(KEY, 5):
+    xc, mc = jax.jit(augment.crop)(key, jnp.asarray(x), jnp.asarray(m))
+    xc, mc = np.asarray(xc), np.asarray(mc)
+    np.testing.assert_array_equal(mc, xc[:, 0] * 10)
+    for i in range(N):
+      seq = tuple(xc[i, 0, :, 0, 0])
+      assert seq in windows
+      offsets.add(seq)
+      assert np.all(xc[i] == xc[i, :1, :, :1, :1])  # same warp for every channel/joint/body
+  assert len(offsets) > 1
+
+
+def test_gaussian_blur_smooths_and_keeps_constants():
+  x = jnp.asarray(_batch())
+  out = augment.gaussian_blur(KEY, x, p=1.0)
+  rough = lambda a: np.abs(np.diff(np.asarray(a), axis=2)).mean()
+  assert rough(out) < rough(x)
+  const = jnp.ones((N, C, T, V, M))
+  np.testing.assert_allclose(augment.gaussian_blur(KEY, const, p=1.0), const, rtol=1e-6)
+  with pytest.raises(ValueError):
+    augment.gaussian_blur(KEY, x, kernel_size=4)
+
+
+def test_random_partner_is_derangement():
+  for n in (2, 3, 8):
+    for key in jax.random.split(KEY, 5):
+      partner = np.asarray(augment.random_partner(key, n))
+      assert sorted(partner) == list(range(n))
+      assert np.all(partner != np.arange(n))
+  np.testing.assert_array_equal(augment.random_partner(KEY, 1), [0])
+
+
+def test_mixup_lies_on_segment():
+  x = jnp.asarray(_batch())
+  # All bodies present so the partner is always used.
+  x = x.at[:, ..., 1].set(jnp.asarray(_batch(5))[:, ..., 0])
+  xp = np.asarray(x)[np.asarray(PARTNER)]
+  out = np.asarray(augment.mixup(KEY, x, PARTNER))
+  d = (np.asarray(x) - xp).reshape(N, -1)
+  r = (out - xp).reshape(N, -1)
+  lam = (d * r).sum(1) / (d * d).sum(1)
+  assert np.all((lam >= 0) & (lam <= 1))
+  np.testing.assert_allclose(r, lam[:, None] * d, atol=1e-5)
+
+
+def test_cutmix_replaces_parts_within_window():
+  x = jnp.asarray(_batch())
+  x = x.at[:, ..., 1].set(jnp.asarray(_batch(5))[:, ..., 0])
+  xp = np.asarray(x)[np.asarray(PARTNER)]
+  member = np.zeros((len(PARTS), V), bool)
+  for p, joints in enumerate(PARTS):
+    member[p, list(joints)] = True
+  for key in jax.random.split(KEY, 4):
+    out = np.asarray(augment.cutmix(key, x, PARTNER, PARTS))
+    changed = np.any(out != np.asarray(x), axis=(1, 4))  # (N, T, V)
+    region = np.broadcast_to(changed[:, None, :, :, None], out.shape)
+    np.testing.assert_array_equal(out[region], xp[region])
+    for i in range(N):
+      frames = np.flatnonzero(changed[i].any(1))
+      joints = changed[i].any(0)
+      assert 12 <= len(frames) <= 20 and np.all(np.diff(frames) == 1)
+      assert np.all(changed[i] == np.outer(changed[i].any(1), joints))
+      parts = [p for p in range(len(PARTS)) if joints[member[p]].all()]
+      assert 2 <= len(parts) <= 3
+      np.testing.assert_array_equal(joints, member[parts].any(0))
+
+
+def test_resizemix_pastes_resized_partner():
+  x = jnp.asarray(_batch())
+  x = x.at[:, ..., 1].set(jnp.asarray(_batch(5))[:, ..., 0])
+  xp = np.asarray(x)[np.asarray(PARTNER)]
+  for key in jax.random.split(KEY, 4):
+    out = np.asarray(augment.resizemix(key, x, PARTNER))
+    changed = np.any(out != np.asarray(x), axis=(1, 3, 4))  # (N, T)
+    for i in range(N):
+      frames = np.flatnonzero(changed[i])
+      assert round(0.1 * T) <= len(frames) <= round(0.5 * T) and np.all(np.diff(frames) == 1)
+      length = len(frames)
+      np.testing.assert_allclose(out[i, :, frames[0]], xp[i, :, 0], atol=1e-6)
+      np.testing.assert_allclose(out[i, :, frames[-1]], xp[i, :, -1], atol=1e-6)
+      pos = np.arange(length) * (T - 1) / (length - 1)
+      expect = np.stack([np.interp(pos, np.arange(T), xp[i, c, :, v, m])
+                         for c in range(C) for v in range(V) for m in range(M)])
+      got = out[i][:, frames].transpose(0, 2, 3, 1).reshape(-1, length)
+      np.testing.assert_allclose(got, expect, atol=1e-5)
+
+
+@pytest.mark.parametrize("pooled", [False, True])
+def test_skeleton_adain_statistics(pooled):
+  x = jnp.asarray(_batch()) * 0.5 + 0.2
+  x = x.at[[0, 2], ..., 1].set(0)
+  out = np.asarray(augment.skeleton_adain(KEY, x, PARTNER, p=1.0, pooled_std=pooled))
+  axes = (2, 3) if pooled else (2,)
+  xp = np.asarray(x)[np.asarray(PARTNER)]
+  mean_p = xp.mean(3, keepdims=True)
+  std_p = (xp - mean_p).std(axis=axes)
+  for i in range(N):
+    bodies = [0, 1] if np.any(xp[i, ..., 1]) and np.any(np.asarray(x)[i, ..., 1]) else [0]
+    for m in bodies:
+      dev = out[i, ..., m] - mean_p[i, ..., m]
+      np.testing.assert_allclose(dev.std(axis=tuple(a - 1 for a in axes)), std_p[i, ..., m],
+                                 rtol=1e-3, atol=1e-4)
+      if pooled:
+        np.testing.assert_allclose(out[i, ..., m].mean(2), mean_p[i, ..., 0, m], atol=1e-5)
+  # Sample 1's partner (2) lacks a second body: sample 1 keeps its own body there.
+  np.testing.assert_allclose(out[1, ..., 1], np.asarray(x)[1, ..., 1], atol=1e-5)
+
+
+def test_mats_combines_act_and_non_views():
+  x = jnp.asarray(_batch())
+  # A hand-built actionlet: 1 on some joints, 0 on the others, fractional on one.
+  a = np.zeros((N, T, V, M), np.float32)
+  a[:, :, 5:12] = 1
+  a[:, :, 20] = 0.5
+  a = jnp.asarray(a)
+  key = jax.random.PRNGKey(3)
+  out, x_act, x_non, a2 = (np.asarray(v) for v in MATS(key, x, a))
+  ones = np.broadcast_to(a2[:, None] == 1, out.shape)
+  zeros = np.broadcast_to(a2[:, None] == 0, out.shape)
+  assert ones.any() and zeros.any()
+  np.testing.assert_array_equal(out[ones], x_act[ones])
+  np.testing.assert_array_equal(out[zeros], x_non[zeros])
+  assert not np.allclose(x_act, x_non)
+  mixed = ~(ones | zeros)
+  np.testing.assert_allclose(out[mixed], 0.5 * (x_act[mixed] + x_non[mixed]), atol=1e-5)
+  # The views are the composites called with the keys mats_keys gives (up to XLA fusion
+  # rounding between separately compiled programs).
+  k_act, k_non = augment.mats_keys(key)
+  act, act_mask = ACT(k_act, x, a)
+  np.testing.assert_allclose(act, x_act, atol=1e-5)
+  np.testing.assert_array_equal(act_mask, a2)
+  np.testing.assert_allclose(NON(k_non, jnp.asarray(x_act)), x_non, atol=1e-5)
+  np.testing.assert_array_equal(MATS(key, x, a)[0], out)
+
+
+def test_actionlet_mask_follows_spatial_flip_and_crop():
+  # Only the warps on; put the joint and frame index into x and check the mask matches.
+  idx = (np.arange(T)[:, None] * 100 + np.arange(V)[None] + 1).astype(np.float32)
+  x = np.broadcast_to(idx[None, None, :, :, None], (N, C, T, V, M)).copy()
+  m = np.broadcast_to(idx[None, :, :, None], (N, T, V, M)).copy()
+  off = dict(shear_amount=0.0, rotate_max_degrees=0.0, rotate_minor_degrees=0.0,
+             axis_mask_p=0.0, noise_p=0.0, blur_p=0.0, adain_p=0.0, flip_p=0.5,
+             temporal_flip_p=0.5)
+  for key in jax.random.split(KEY, 3):
+    xa, ma = augment.actionlet_transform(key, jnp.asarray(x), jnp.asarray(m), LAYOUT, **off)
+    np.testing.assert_array_equal(ma, np.asarray(xa)[:, 0])
+
+
+def test_config_validation():
+  with pytest.raises(KeyError):
+    augment.resolve_config(no_such_field=1)
+  cfg = augment.resolve_config({"shear_amount": 0.1}, noise_std=0.2)
+  assert cfg.shear_amount == 0.1 and cfg.noise_std == 0.2 and cfg.flip_p == 0.5
+  with pytest.raises(ValueError):
+    augment.key_view(KEY, jnp.asarray(_batch()), LAYOUT, key_transforms=("spatial_flip",))

@@ -1,0 +1,254 @@
+"""Tests of the ST-GCN encoder, the pooling functions, projector and classifier."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from actclr_jax import graph
+from actclr_jax import models
+
+N = 2
+
+
+def _key(seed: int) -> jax.Array:
+  # rbg keys compile several times faster than threefry on CPU, which keeps this file fast.
+  return jax.random.key(seed, impl="rbg")
+
+
+def _input(layout: str, t: int, m: int, seed: int = 0) -> jax.Array:
+  v = graph.get_layout(layout).num_joints
+  return jax.random.normal(_key(seed), (N, 3, t, v, m), jnp.float32)
+
+
+def _expected_frames(t: int) -> int:
+  for _ in models.stgcn.STRIDE_2_BLOCKS:
+    t = (t + 1) // 2
+  return t
+
+
+@functools.lru_cache(maxsize=None)
+def _contrastive(layout: str = "ntu", t: int = 50, m: int = 2):
+  """Model, variables and a jitted apply for one input shape (jit once per shape)."""
+  model = models.ContrastiveNet(layout=layout)
+  x = _input(layout, t, m)
+  variables = jax.jit(functools.partial(model.init, train=False))(_key(0), x)
+
+  @functools.partial(jax.jit, static_argnames="train")
+  def apply(variables, x, rng, train):
+    if train:
+      return model.apply(variables, x, train=True, rngs={"dropout": rng}, mutable=["batch_stats"])
+    return model.apply(variables, x, train=False), {}
+
+  return model, variables, apply
+
+
+@pytest.mark.parametrize("layout,joints", [("ntu", 25), ("kinect_v1", 20), ("msr", 20)])
+@pytest.mark.parametrize("m", [1, 2])
+def test_output_shapes(layout, joints, m):
+  # Shapes by abstract evaluation (no compile); test_forward_values runs the network for real.
+  model = models.ContrastiveNet(layout=layout)
+  for t in (50, 20):
+    x = jax.ShapeDtypeStruct((N, 3, t, joints, m), jnp.float32)
+    variables = jax.eval_shape(functools.partial(model.init, train=False), _key(0), x)
+    out = jax.eval_shape(functools.partial(model.apply, train=False), variables, x)
+    t_out = 13 if t == 50 else _expected_frames(t)
+    assert out["dense"].shape == (N, m, 256, t_out, joints)
+    assert out["feature"].shape == (N, 256)
+    assert out["z"].shape == (N, 128)
+    assert all(value.dtype == jnp.float32 for value in out.values())
+
+
+def test_forward_values():
+  _, variables, apply = _contrastive()
+  out, _ = apply(variables, _input("ntu", 50, 2), _key(1), train=False)
+  assert out["dense"].shape == (N, 2, 256, 13, 25)
+  for value in out.values():
+    assert np.all(np.isfinite(np.asarray(value)))
+  # The encoder ends in a ReLU.
+  assert np.all(np.asarray(out["dense"]) >= 0) and np.any(np.asarray(out["dense"]) > 0)
+
+
+def test_wrong_joint_count_raises():
+  model = models.STGCN(layout="kinect_v1")
+  with pytest.raises(ValueError, match="kinect_v1"):
+    jax.eval_shape(functools.partial(model.init, train=False), _key(0),
+                   jnp.zeros((N, 3, 20, 25, 2)))
+
+
+def test_parameter_count():
+  x = jax.ShapeDtypeStruct((N, 3, 50, 25, 2), jnp.float32)
+  shapes = jax.eval_shape(functools.partial(models.ContrastiveNet().init, train=False),
+                          _key(0), x)
+  encoder = models.count_params(shapes["params"]["encoder"])
+  total = models.count_params(shapes["params"])
+  print(f"NTU encoder parameters: {encoder:,}; encoder + projector: {total:,}")
+  assert abs(encoder - 0.84e6) / 0.84e6 < 0.05
+  # Projector 256 -> 256 -> 128 with biases.
+  assert total - encoder == 256 * 256 + 256 + 256 * 128 + 128
+  # One (3, V, V) edge-importance mask per block, and only when enabled.
+  no_mask = jax.eval_shape(
+      functools.partial(models.STGCN(edge_importance=False).init, train=False),
+      _key(0), x)
+  assert encoder - models.count_params(no_mask["params"]) == 10 * 3 * 25 * 25
+  assert "edge_importance" not in no_mask["params"]["block1"]
+
+
+def test_train_and_eval_modes():
+  _, variables, apply = _contrastive()
+  x = _input("ntu", 50, 2, seed=3)
+  train_a, updates_a = apply(variables, x, _key(1), train=True)
+  train_a2, _ = apply(variables, x, _key(1), train=True)
+  train_b, _ = apply(variables, x, _key(2), train=True)
+  np.testing.assert_array_equal(train_a["z"], train_a2["z"])
+  assert not np.allclose(train_a["z"], train_b["z"])
+
+  eval_a, _ = apply(variables, x, _key(1), train=False)
+  eval_b, _ = apply(variables, x, _key(2), train=False)
+  np.testing.assert_array_equal(eval_a["dense"], eval_b["dense"])
+  # In eval mode a sample's output does not depend on the rest of the batch.
+  eval_other, _ = apply(variables, x.at[1].set(0.0), _key(1), train=False)
+  np.testing.assert_array_equal(eval_other["z"][0], eval_a["z"][0])
+  assert not np.allclose(eval_other["z"][1], eval_a["z"][1])
+
+  # Train mode updates every BatchNorm's running variance (the mean after a zero-mean
+  # input and zero-init biases can stay ~0) and the input BN's running mean.
+  old = jax.tree_util.tree_leaves_with_path(variables["batch_stats"])
+  new = dict(jax.tree_util.tree_leaves_with_path(updates_a["batch_stats"]))
+  assert len(old) == len(new) == 2 * (1 + 10 * 2 + 3)  # data_bn, 2 per block, 3 residual BNs
+  for path, value in old:
+    if jax.tree_util.keystr(path).endswith("['var']"):
+      assert not np.allclose(value, new[path]), jax.tree_util.keystr(path)
+  data_mean = updates_a["batch_stats"]["encoder"]["data_bn"]["mean"]
+  # momentum 0.9: new running mean = 0.1 * batch mean (from zeros), over N*M*T per (V, C).
+  batch_mean = jnp.transpose(x, (3, 1, 0, 2, 4)).reshape(25 * 3, -1).mean(-1)
+  np.testing.assert_allclose(data_mean, 0.1 * batch_mean, rtol=1e-4, atol=1e-6)
+
+
+def test_body_permutation():
+  _, variables, apply = _contrastive()
+  x = _input("ntu", 50, 2, seed=4)
+  out, _ = apply(variables, x, _key(0), train=False)
+  out_swapped, _ = apply(variables, x[..., ::-1], _key(0), train=False)
+  np.testing.assert_allclose(out_swapped["dense"], out["dense"][:, ::-1], rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(out_swapped["feature"], out["feature"], rtol=1e-4, atol=1e-5)
+
+
+def test_body_permutation_train_batch_stats():
+  """In train mode (dropout off) the batch statistics are invariant to the body order too."""
+  _, variables, _ = _contrastive()
+  x = _input("ntu", 50, 2, seed=5)
+  apply_train = jax.jit(functools.partial(models.ContrastiveNet(dropout=0.0).apply, train=True,
+                                          mutable=["batch_stats"]))
+  out, stats = apply_train(variables, x)
+  out_swapped, stats_swapped = apply_train(variables, x[..., ::-1])
+  np.testing.assert_allclose(out_swapped["feature"], out["feature"], rtol=1e-4, atol=1e-5)
+  for a, b in zip(jax.tree_util.tree_leaves(stats), jax.tree_util.tree_leaves(stats_swapped)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_aggregate_matches_definition():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(2, 3, 5, 3, 4)).astype(np.float32)
+  a = rng.normal(size=(3, 5, 5)).astype(np.float32)
+  expected = np.zeros((2, 3, 5, 4), np.float32)
+  for w in range(5):
+    for k in range(3):
+      for v in range(5):
+        expected[:, :, w] += x[:, :, v, k] * a[k, v, w]
+  np.testing.assert_allclose(models.aggregate(jnp.asarray(x), jnp.asarray(a)), expected,
+                             rtol=1e-5, atol=1e-5)
+
+
+def test_graph_conv_is_local():
+  """A one-block network: perturbing joint j changes exactly j's hop-1 neighbours."""
+  layout = graph.get_layout("ntu")
+  block = models.STGCNBlock(layout="ntu", features=8, residual=False)
+  x = jax.random.normal(_key(0), (1, 12, 25, 3))
+  variables = jax.jit(functools.partial(block.init, train=False))(_key(1), x)
+  # A random positive edge importance: locality must come from A, not from the mask's init.
+  params = dict(variables["params"])
+  params["edge_importance"] = jax.random.uniform(_key(2), (3, 25, 25), minval=0.5,
+                                                 maxval=2.0)
+  variables = {**variables, "params": params}
+  apply = jax.jit(functools.partial(block.apply, train=False))
+  base = apply(variables, x)
+  neighbours = layout.smoothing_matrix() > 0
+  for j in (layout.center, 0, 7, 19):
+    moved = apply(variables, x.at[:, :, j].add(3.0))
+    changed = np.abs(np.asarray(moved - base)).max(axis=(0, 1, 3)) > 1e-6
+    np.testing.assert_array_equal(changed, neighbours[j], err_msg=f"joint {j}")
+
+
+def test_weighted_pool():
+  rng = np.random.default_rng(0)
+  h = jnp.asarray(rng.normal(size=(2, 2, 6, 4, 5)).astype(np.float32))
+  gap = models.global_average_pool(h)
+  np.testing.assert_allclose(gap, np.asarray(h).mean(axis=(1, 3, 4)), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(models.weighted_pool(h, jnp.ones((2, 2, 4, 5))), gap,
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(models.weighted_pool(h, jnp.full((2, 2, 4, 5), 0.3)), gap,
+                             rtol=1e-4, atol=1e-6)
+  one_hot = np.zeros((2, 2, 4, 5), np.float32)
+  one_hot[:, 0, 1, 3] = 1.0
+  one_hot[:, 1, 2, 0] = 1.0
+  expected = 0.5 * (h[:, 0, :, 1, 3] + h[:, 1, :, 2, 0])
+  np.testing.assert_allclose(models.weighted_pool(h, jnp.asarray(one_hot)), expected,
+                             rtol=1e-5, atol=1e-6)
+  # Weights that are zero everywhere give zero, not NaN.
+  assert np.all(np.asarray(models.weighted_pool(h, jnp.zeros((2, 2, 4, 5)))) == 0)
+
+
+def test_project_method_and_param_names():
+  model, variables, apply = _contrastive()
+  assert set(variables["params"]) == {"encoder", "projector"}
+  out, _ = apply(variables, _input("ntu", 50, 2), _key(0), train=False)
+  z = model.apply(variables, out["feature"], method=models.ContrastiveNet.project)
+  np.testing.assert_allclose(z, out["z"], rtol=1e-5, atol=1e-6)
+  # Only the projector's params are needed to project.
+  z_proj = models.Projector().apply({"params": variables["params"]["projector"]}, out["feature"])
+  np.testing.assert_allclose(z_proj, out["z"], rtol=1e-5, atol=1e-6)
+  # SAFP with uniform weights on the dense map is the GAP feature.
+  dense = out["dense"]
+  np.testing.assert_allclose(models.weighted_pool(dense, jnp.ones(dense.shape[:2] + dense.shape[3:])),
+                             out["feature"], rtol=1e-4, atol=1e-6)
+
+
+def test_classifier():
+  _, pretrained, apply = _contrastive()
+  x = _input("ntu", 50, 2)
+  classifier = models.Classifier(num_classes=60)
+  # Structure by abstract evaluation; values from the pretrained encoder and a random head
+  # (saves compiling a second init).
+  shapes = jax.eval_shape(functools.partial(classifier.init, train=False), _key(0), x)
+  assert set(shapes["params"]) == {"encoder", "head"}
+  assert (jax.tree_util.tree_structure(shapes["params"]["encoder"])
+          == jax.tree_util.tree_structure(pretrained["params"]["encoder"]))
+  assert shapes["params"]["head"]["kernel"].shape == (256, 60)
+  head = {"kernel": 0.1 * jax.random.normal(_key(1), (256, 60)),
+          "bias": jnp.linspace(-1.0, 1.0, 60)}
+  variables = {
+      "params": {"encoder": pretrained["params"]["encoder"], "head": head},
+      "batch_stats": {"encoder": pretrained["batch_stats"]["encoder"]},
+  }
+
+  @jax.jit
+  def run(variables, x):
+    logits = classifier.apply(variables, x, train=False)
+    features = classifier.apply(variables, x, train=False, method=models.Classifier.features)
+    frames = classifier.apply(variables, x, train=False, method=models.Classifier.frame_features)
+    return logits, features, frames
+
+  logits, features, frames = run(variables, x)
+  assert logits.shape == (N, 60)
+  assert features.shape == (N, 256)
+  assert frames.shape == (N, 13, 256)
+  out, _ = apply(pretrained, x, _key(0), train=False)
+  np.testing.assert_allclose(features, out["feature"], rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(frames.mean(axis=1), features, rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(logits, features @ head["kernel"] + head["bias"], rtol=1e-4,
+                             atol=1e-5)
