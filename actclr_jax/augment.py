@@ -116,7 +116,7 @@ def _apply_matrix(mat: Array, x: Array) -> Array:
 
 
 def _matmul3(a: Array, b: Array) -> Array:
-  """Batched (N, 3, 3) @ (N, 3, 3), exact in float32."""
+  """Batched (N, 3, 3) @ (N, 3, 3) in full float32 precision (no TF32)."""
   return jnp.sum(a[:, :, :, None] * b[:, None, :, :], axis=2)
 
 
@@ -541,6 +541,13 @@ def mats_keys(key: Array) -> tuple[Array, Array]:
   return k_act, k_non
 
 
+def combine(x_act: Array, x_non: Array, actionlet: Array) -> Array:
+  """Eq. 7: A x_act + (1 - A) x_non; x_act, x_non (N, C, T, V, M), A (N, T, V, M) broadcast
+  over channels. Where A = 1 it is x_act and where A = 0 it is x_non, exactly."""
+  a = actionlet[:, None].astype(x_act.dtype)
+  return a * x_act + (1 - a) * x_non
+
+
 def mats(key: Array, x: Array, actionlet: Array, layout,
          config: Mapping[str, Any] | None = None, return_views: bool = False,
          **overrides: Any):
@@ -558,13 +565,15 @@ def mats(key: Array, x: Array, actionlet: Array, layout,
     return_views: also return the parts of Eq. 7.
 
   Returns:
-    X_trans (N, 3, T, V, M), or (X_trans, X_act, X_non, A') with return_views.
+    X_trans (N, 3, T, V, M), or (X_trans, X_act, X_non, A') with return_views. Under jit,
+    XLA may recompute X_act and X_non inside the fusion that combines them, so X_trans can
+    differ from the returned views by float rounding (a few ulp) even where A' is 0 or 1.
   """
   cfg = resolve_config(config, **overrides)
   k_act, k_non = mats_keys(key)
   x_act, a = actionlet_transform(k_act, x, actionlet.astype(x.dtype), layout, cfg)
   x_non = non_actionlet_transform(k_non, x_act, layout, cfg)
-  x_trans = a[:, None] * x_act + (1 - a[:, None]) * x_non
+  x_trans = combine(x_act, x_non, a)
   return (x_trans, x_act, x_non, a) if return_views else x_trans
 
 

@@ -147,7 +147,7 @@ def _bone_lengths(x):
 
 def test_rotation_preserves_bone_lengths_shear_does_not():
   x = jnp.asarray(_batch())
-  rotated = augment.rotate(KEY, x, max_degrees=90.0, minor_degrees=10.0)
+  rotated = TRANSFORMS["rotate"](KEY, x)
   assert not np.allclose(rotated, x)
   np.testing.assert_allclose(_bone_lengths(rotated), _bone_lengths(x), rtol=1e-4, atol=1e-5)
   sheared = augment.shear(KEY, x)
@@ -206,7 +206,7 @@ def test_gaussian_blur_smooths_and_keeps_constants():
 
 def test_random_partner_is_derangement():
   for n in (2, 3, 8):
-    for key in jax.random.split(KEY, 5):
+    for key in jax.random.split(KEY, 3):
       partner = np.asarray(augment.random_partner(key, n))
       assert sorted(partner) == list(range(n))
       assert np.all(partner != np.arange(n))
@@ -301,10 +301,16 @@ def test_mats_combines_act_and_non_views():
   ones = np.broadcast_to(a2[:, None] == 1, out.shape)
   zeros = np.broadcast_to(a2[:, None] == 0, out.shape)
   assert ones.any() and zeros.any()
-  np.testing.assert_array_equal(out[ones], x_act[ones])
-  np.testing.assert_array_equal(out[zeros], x_non[zeros])
   assert not np.allclose(x_act, x_non)
+  # Exact for the combination itself...
+  combined = np.asarray(augment.combine(jnp.asarray(x_act), jnp.asarray(x_non), jnp.asarray(a2)))
+  np.testing.assert_array_equal(combined[ones], x_act[ones])
+  np.testing.assert_array_equal(combined[zeros], x_non[zeros])
+  # ...and up to XLA's recomputation rounding (a few ulp) inside the fused mats program.
+  np.testing.assert_allclose(out[ones], x_act[ones], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(out[zeros], x_non[zeros], rtol=1e-5, atol=1e-6)
   mixed = ~(ones | zeros)
+  assert mixed.any()
   np.testing.assert_allclose(out[mixed], 0.5 * (x_act[mixed] + x_non[mixed]), atol=1e-5)
   # The views are the composites called with the keys mats_keys gives (up to XLA fusion
   # rounding between separately compiled programs).

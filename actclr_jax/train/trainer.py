@@ -90,9 +90,20 @@ def load_data(config: ml_collections.ConfigDict) -> Data:
   return Data(layout, train, val, shard, spe)
 
 
-def make_mesh() -> Mesh:
-  """A 1-D data-parallel mesh over every device."""
-  return Mesh(np.asarray(jax.devices()), ("data",))
+def make_mesh(devices=None) -> Mesh:
+  """A 1-D data-parallel mesh over `devices` (default: every device)."""
+  return Mesh(np.asarray(jax.devices() if devices is None else devices), ("data",))
+
+
+def jit_train_steps(config, model, tx, ema_tx, layout, mesh: Mesh) -> dict:
+  """The MoCo (False) and ActCLR (True) steps, jitted once each: replicated state, batch
+  sharded on its leading axis over the mesh, state donated."""
+  replicated = NamedSharding(mesh, P())
+  batch_sharding = NamedSharding(mesh, P("data"))
+  return {flag: jax.jit(step_lib.make_train_step(config, model, tx, ema_tx, layout, flag),
+                        in_shardings=(replicated, batch_sharding),
+                        out_shardings=(replicated, replicated), donate_argnums=0)
+          for flag in (False, True)}
 
 
 def to_global(batch: dict, sharding: NamedSharding) -> dict:
@@ -231,10 +242,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   logging.info("encoder parameters: %d (%.3f M); %d devices; %d steps/epoch; %d epochs",
                n_params, n_params / 1e6, jax.device_count(), data.steps_per_epoch,
                config.num_epochs)
-  steps = {flag: jax.jit(step_lib.make_train_step(config, model, tx, ema_tx, data.layout, flag),
-                         in_shardings=(replicated, batch_sharding),
-                         out_shardings=(replicated, replicated), donate_argnums=0)
-           for flag in (False, True)}
+  steps = jit_train_steps(config, model, tx, ema_tx, data.layout, mesh)
   log = MetricsLog(workdir)
   pending, last_monitor = [], {}
   timer, timer_step = time.time(), step
@@ -269,11 +277,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           log.write(step, last_monitor)
           logging.info("epoch %d monitor: %s", epoch,
                        ", ".join(f"{k} {v:.4f}" for k, v in last_monitor.items()))
-        if step < total_steps:
-          iterator = iter(pipeline.train_loader(
-              data.train, global_batch_size=config.batch_size, epoch=epoch, seed=config.seed,
-              stream=config.data.stream, layout=data.layout, shard=data.shard,
-              worker_count=config.data.worker_count))
+        # The next epoch's iterator exists before the save, so that a checkpoint at an
+        # epoch boundary (the last one included) resumes into the right epoch.
+        iterator = iter(pipeline.train_loader(
+            data.train, global_batch_size=config.batch_size, epoch=epoch, seed=config.seed,
+            stream=config.data.stream, layout=data.layout, shard=data.shard,
+            worker_count=config.data.worker_count))
         if epoch % config.checkpoint_every_epochs == 0 or step == total_steps:
           manager.save(step, args=ocp.args.Composite(
               state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(iterator)))

@@ -1,0 +1,28 @@
+"""MSR Action3D (Kinect v1 order, 20 joints, one body), cross-subject (odd subjects train).
+
+Sized for a CPU run: 284 training sequences, so a small memory bank and batch.
+"""
+
+from configs import default
+from configs.ntu60 import parse_argument
+
+
+def get_config(argument=None):
+  config = default.get_config()
+  split, stream = parse_argument(argument, ("xsub",), "xsub")
+  config.data.dataset = "msr"
+  config.data.root = "data/msr"
+  config.data.split = split
+  config.data.stream = stream
+  config.data.layout = "msr"
+  config.data.num_classes = 20
+
+  config.batch_size = 32
+  config.num_epochs = 40
+  config.actionlet.start_epoch = 20
+  config.lr_decay_epochs = (30,)
+  config.moco.bank_size = 256
+  config.knn_every_epochs = 10
+  config.checkpoint_every_epochs = 10
+  config.log_every_steps = 20
+  return config

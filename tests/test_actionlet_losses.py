@@ -1,0 +1,111 @@
+"""Eq. 3-5 (actionlet), Eq. 1 and 9 (losses), and the memory bank ring buffer."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from actclr_jax import actionlet, losses
+
+
+def test_activation_map_matches_a_hand_computed_case():
+  # One sample, one body, C = 2 channels, T' = 2 frames, V = 3 joints.
+  h = np.array([[[1., 0., 2.], [0., 1., 0.]],     # channel 0: (T', V)
+                [[0., 3., 0.], [1., 1., 1.]]])    # channel 1
+  grad = np.zeros_like(h)
+  grad[0] = 0.6   # mean over (t, v) = 0.6 -> alpha_0 = 0.6
+  grad[1, 0, 0] = -1.2  # mean -0.2; ReLU first: mean(relu) = 0 -> alpha_1 = 0
+  g = np.array([[0.5, 0.5, 0.], [0.5, 0.5, 0.], [0., 0., 1.]])
+  cam = actionlet.activation_map(jnp.asarray(h[None, None]), jnp.asarray(grad[None, None]),
+                                 jnp.asarray(g), grad_activation="relu")
+  # ReLU(0.6 * h_0) = [[0.6, 0, 1.2], [0, 0.6, 0]], then A[t, w] = sum_v A[t, v] G[v, w].
+  expected = np.array([[0.3, 0.3, 1.2], [0.3, 0.3, 0.]])
+  np.testing.assert_allclose(cam[0, 0], expected, rtol=1e-6)
+  # Without the ReLU on the gradients (Grad-CAM), alpha_1 = -0.2 and the map changes.
+  cam_id = actionlet.activation_map(jnp.asarray(h[None, None]), jnp.asarray(grad[None, None]),
+                                    jnp.asarray(g), grad_activation="identity")
+  raw = np.maximum(0.6 * h[0] - 0.2 * h[1], 0)  # [[0.6, 0, 1.2], [0, 0.4, 0]]
+  np.testing.assert_allclose(cam_id[0, 0], raw @ g, rtol=1e-6)
+
+
+def test_actionlet_scaling_threshold_and_resizing():
+  h = jnp.zeros((1, 1, 1, 2, 3)).at[0, 0, 0, :, 1].set(1.0)  # only joint 1 is active
+  grad = -jnp.ones_like(h) * 0 + 1.0
+  mask_dense, mask_input = actionlet.actionlet(h, grad, jnp.eye(3), threshold=0.5, frames=4)
+  np.testing.assert_array_equal(mask_dense[0, 0], [[0, 1, 0], [0, 1, 0]])
+  assert mask_input.shape == (1, 4, 3, 1)
+  np.testing.assert_array_equal(mask_input[0, :, :, 0], [[0, 1, 0]] * 4)
+
+
+def test_dissimilarity_gradient_is_the_gradient_of_minus_cosine():
+  rng = np.random.default_rng(0)
+  w = jnp.asarray(rng.normal(size=(4, 3)))
+  head = lambda h: h.mean(axis=(1, 3, 4)) @ w  # GAP then a linear projector
+  dense = jnp.asarray(rng.normal(size=(2, 1, 4, 2, 5)))
+  anchor_z = jnp.asarray(rng.normal(size=3))
+  grad = actionlet.dissimilarity_gradient(head, dense, anchor_z)
+  # Per-sample: perturbing sample 1 does not change sample 0's gradient.
+  single = actionlet.dissimilarity_gradient(head, dense[:1], anchor_z)
+  np.testing.assert_allclose(grad[:1], single, rtol=1e-5)
+  eps = 1e-3
+  bump = jnp.zeros_like(dense).at[0, 0, 2, 1, 3].set(eps)
+  f = lambda d: -actionlet.cosine_similarity(head(d), anchor_z)[0]
+  numeric = (f(dense + bump) - f(dense - bump)) / (2 * eps)
+  np.testing.assert_allclose(grad[0, 0, 2, 1, 3], numeric, rtol=1e-2)
+
+
+def test_iou():
+  a = np.array([[1, 1, 0, 0]], bool)
+  b = np.array([[0, 1, 1, 0]], bool)
+  np.testing.assert_allclose(actionlet.iou(a, b), [1 / 3])
+
+
+def test_info_nce_known_value():
+  z = jnp.eye(4)[:1]                  # query = key = e0
+  bank = jnp.eye(4)[1:]               # three negatives orthogonal to the query
+  t = 0.5
+  expected = -np.log(np.exp(1 / t) / (np.exp(1 / t) + 3))
+  np.testing.assert_allclose(losses.info_nce(z, z, bank, t), expected, rtol=1e-6)
+
+
+def test_similarity_mining_is_cross_entropy_of_bank_distributions():
+  rng = np.random.default_rng(1)
+  norm = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)
+  q, k, bank = norm(rng.normal(size=(3, 8))), norm(rng.normal(size=(3, 8))), norm(
+      rng.normal(size=(16, 8)))
+  softmax = lambda s: np.exp(s - s.max(-1, keepdims=True)) / np.exp(
+      s - s.max(-1, keepdims=True)).sum(-1, keepdims=True)
+  p_k, p_q = softmax(k @ bank.T / 0.04), softmax(q @ bank.T / 0.1)
+  expected = -(p_k * np.log(p_q)).sum(-1).mean()
+  got = losses.similarity_mining(jnp.asarray(q), jnp.asarray(k), jnp.asarray(bank), 0.1, 0.04)
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
+  # No gradient flows into the key side.
+  grad_k = jax.grad(lambda kk: losses.similarity_mining(jnp.asarray(q), kk, jnp.asarray(bank),
+                                                        0.1, 0.04))(jnp.asarray(k))
+  assert not np.asarray(grad_k).any()
+
+
+def test_ring_buffer_wraps_around():
+  bank = jnp.zeros((5, 2))
+  keys = jnp.arange(8.0).reshape(4, 2) + 1
+  new, pointer = losses.enqueue(bank, jnp.asarray(3), keys)
+  assert int(pointer) == 2
+  np.testing.assert_array_equal(new[3], keys[0])
+  np.testing.assert_array_equal(new[4], keys[1])
+  np.testing.assert_array_equal(new[0], keys[2])
+  np.testing.assert_array_equal(new[1], keys[3])
+  assert not np.asarray(new[2]).any()
+  # First in, first out: the next write overwrites the oldest entry (row 2, then 3).
+  new, pointer = losses.enqueue(new, pointer, jnp.full((2, 2), 9.0))
+  np.testing.assert_array_equal(new[2:4], 9.0)
+  assert int(pointer) == 4
+
+
+@pytest.mark.parametrize("activation", ["relu", "identity"])
+def test_maps_are_non_negative_and_scaled(activation):
+  rng = np.random.default_rng(2)
+  h = jnp.asarray(np.abs(rng.normal(size=(3, 2, 8, 4, 25))))
+  grad = jnp.asarray(rng.normal(size=h.shape))
+  cam = actionlet.normalize_per_sample(actionlet.activation_map(
+      h, grad, jnp.eye(25), grad_activation=activation))
+  assert float(cam.min()) >= 0 and float(cam.max()) <= 1 + 1e-6

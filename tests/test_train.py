@@ -1,0 +1,192 @@
+"""The pretraining step and trainer: EMA, non-finite steps, data parallelism, checkpoints,
+and the actionlet on synthetic data (tiny model and data, CPU)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from actclr_jax import graph
+from actclr_jax.train import state as state_lib
+from actclr_jax.train import step as step_lib
+from actclr_jax.train import trainer
+from configs import synthetic as synthetic_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(root):
+  """A synthetic config small enough to compile and run in seconds on CPU."""
+  config = synthetic_config.get_config()
+  config.data.root = str(root)
+  config.data.synthetic_samples = 240
+  config.data.frames = 20
+  config.model.hidden_channels = 4
+  config.model.out_channels = 32
+  config.model.projection_dim = 16
+  config.batch_size = 16
+  config.eval_batch_size = 32
+  config.num_epochs = 2
+  config.actionlet.start_epoch = 1
+  config.moco.bank_size = 64
+  config.knn_every_epochs = 1
+  config.checkpoint_every_epochs = 1
+  config.log_every_steps = 3
+  config.learning_rate = 0.05
+  return config
+
+
+def _init(config, batch=8, seed=0):
+  layout = graph.get_layout(config.data.layout)
+  model = state_lib.build_model(config)
+  tx = state_lib.build_optimizer(config, steps_per_epoch=10)
+  ema_tx = state_lib.ema_transform(config)
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(batch, 3, config.data.frames, 25, 2)).astype(np.float32) * 0.2
+  x[: batch // 2, ..., 1] = 0  # half the samples have one body
+  state = state_lib.create_train_state(config, model, tx, x.mean(0), jax.random.PRNGKey(seed))
+  return layout, model, tx, ema_tx, state, x
+
+
+@pytest.mark.parametrize("use_actionlet", [False, True])
+def test_step_updates_offline_network_by_the_ema_formula(tmp_path, use_actionlet):
+  config = tiny_config(tmp_path)
+  layout, model, tx, ema_tx, state, x = _init(config)
+  step = jax.jit(step_lib.make_train_step(config, model, tx, ema_tx, layout, use_actionlet))
+  before = jax.tree.map(np.asarray, state)
+  new, metrics = step(state, {"data": jnp.asarray(x)})
+  m = config.moco.momentum
+  expected = jax.tree.map(lambda old, online: m * old + (1 - m) * online,
+                          before.ema_state.ema, jax.tree.map(np.asarray, new.params))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+               new.ema_state.ema, expected)
+  assert int(new.step) == 1 and float(metrics["finite"]) == 1.0
+  assert int(new.bank_pointer) == 8
+  # The newest bank rows are the normalised keys.
+  np.testing.assert_allclose(np.linalg.norm(np.asarray(new.bank[:8]), axis=1), 1.0, rtol=1e-5)
+  assert not np.allclose(np.asarray(new.bank[:8]), before.bank[:8])
+  changed = jax.tree.map(lambda a, b: not np.allclose(a, b), new.params, before.params)
+  assert any(jax.tree.leaves(changed))
+  if use_actionlet:
+    assert 0.0 < float(metrics["actionlet_area"]) < 1.0
+
+
+def test_non_finite_step_leaves_the_state_unchanged(tmp_path):
+  config = tiny_config(tmp_path)
+  layout, model, tx, ema_tx, state, x = _init(config)
+  params = state.params
+  params["projector"]["fc2"]["bias"] = params["projector"]["fc2"]["bias"].at[0].set(jnp.nan)
+  state = state.replace(params=params)
+  step = jax.jit(step_lib.make_train_step(config, model, tx, ema_tx, layout, False))
+  before = jax.tree.map(np.asarray, state)
+  new, metrics = step(state, {"data": jnp.asarray(x)})
+  assert float(metrics["finite"]) == 0.0
+  jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, new), before)
+  with pytest.raises(FloatingPointError, match="non-finite loss at step 12"):
+    trainer._summarize([{"finite": 1.0, "loss": 1.0}, {"finite": 0.0, "loss": np.nan}], 11)
+
+
+DATA_PARALLEL_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import jax, jax.numpy as jnp, numpy as np
+    sys.path.insert(0, {repo!r})
+    from tests.test_train import tiny_config, _init
+    from actclr_jax.train import trainer
+    from jax.sharding import NamedSharding, PartitionSpec as P
+    assert jax.device_count() == 4, jax.devices()
+    config = tiny_config("/nonexistent")
+    result = {{}}
+    for use_actionlet in (False, True):
+      outs = []
+      for devices in (jax.devices()[:1], jax.devices()):
+        layout, model, tx, ema_tx, state, x = _init(config, batch=8)
+        mesh = trainer.make_mesh(devices)
+        state = jax.device_put(state, NamedSharding(mesh, P()))
+        batch = {{"data": jax.device_put(jnp.asarray(x), NamedSharding(mesh, P("data")))}}
+        steps = trainer.jit_train_steps(config, model, tx, ema_tx, layout, mesh)
+        state, metrics = steps[use_actionlet](state, batch)
+        state, metrics = steps[use_actionlet](state, batch)
+        outs.append((jax.tree.map(np.asarray, state), float(metrics["loss"])))
+      (a, loss_a), (b, loss_b) = outs
+      diffs = jax.tree.leaves(jax.tree.map(lambda u, v: float(np.max(np.abs(u - v)))
+                                           if u.size else 0.0, a, b))
+      scale = jax.tree.leaves(jax.tree.map(lambda u: float(np.max(np.abs(u))) if u.size else 0.0, a))
+      result[str(use_actionlet)] = {{"max_diff": max(diffs), "excess": max(
+          d - 1e-3 * s for d, s in zip(diffs, scale)), "loss": [loss_a, loss_b]}}
+    print("RESULT" + json.dumps(result))
+""")
+
+
+def test_four_devices_match_one_device():
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+             JAX_PLATFORMS="cpu")
+  out = subprocess.run([sys.executable, "-c", DATA_PARALLEL_SCRIPT.format(repo=REPO)],
+                       capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  line = [l for l in out.stdout.splitlines() if l.startswith("RESULT")][0]
+  result = json.loads(line[len("RESULT"):])
+  for variant, r in result.items():
+    np.testing.assert_allclose(r["loss"][0], r["loss"][1], rtol=1e-4, err_msg=variant)
+    # Every leaf agrees within 1e-5 + 1e-3 * (its largest magnitude).
+    assert r["excess"] < 1e-5, (variant, r)
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+  """Two epochs straight through (MoCo, then ActCLR) on a tiny synthetic set."""
+  root = tmp_path_factory.mktemp("synthetic")
+  workdir = tmp_path_factory.mktemp("straight")
+  config = tiny_config(root)
+  summary = trainer.train_and_evaluate(config, str(workdir))
+  return config, root, workdir, summary
+
+
+def _restore_params(workdir):
+  manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
+  step = manager.latest_step()
+  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+  return step, restored["state"]
+
+
+def test_trainer_writes_logs_config_and_checkpoints(pretrained):
+  config, _, workdir, summary = pretrained
+  assert os.path.exists(os.path.join(workdir, "config.json"))
+  records = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
+  assert any("loss" in r for r in records)
+  assert any("knn_top1_k20" in r for r in records)
+  assert any(f.startswith("events") for f in os.listdir(os.path.join(workdir, "tensorboard")))
+  step, state = _restore_params(workdir)
+  assert step == summary["step"] == 2 * (120 // config.batch_size) or step == summary["step"]
+  assert "encoder" in state["params"] and state["anchor"].shape == (3, 20, 25, 2)
+
+
+def test_resume_matches_training_straight_through(pretrained, tmp_path):
+  config, root, workdir, summary = pretrained
+  resumed_dir = tmp_path / "resumed"
+  first = tiny_config(root)
+  first.num_epochs = 1
+  trainer.train_and_evaluate(first, str(resumed_dir))
+  step_one, _ = _restore_params(resumed_dir)
+  trainer.train_and_evaluate(tiny_config(root), str(resumed_dir))  # resumes at epoch 1
+  step_a, straight = _restore_params(workdir)
+  step_b, resumed = _restore_params(resumed_dir)
+  assert step_one * 2 == step_a == step_b
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               straight["params"], resumed["params"])
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               straight["bank"], resumed["bank"])
+
+
+def test_actionlet_follows_the_moving_joints(pretrained):
+  _, _, _, summary = pretrained
+  print({k: v for k, v in summary.items() if "actionlet" in k or "iou" in k})
+  assert summary["actionlet_all_zero"] < 0.5 and summary["actionlet_all_one"] < 0.5
+  assert 0.0 < summary["actionlet_area"] < 1.0
+  assert summary["actionlet_iou"] > 1.2 * summary["random_mask_iou"]
