@@ -1,6 +1,10 @@
 """ActCLR entry point.
 
   python main.py --config=configs/ntu60.py:xview,joint --workdir=runs/ntu60 [--mode=pretrain]
+  python main.py --config=configs/ntu60.py:xview,joint --workdir=runs/ntu60 --mode=linear
+
+Every mode but pretrain evaluates the checkpoint in --workdir (actclr_jax.evaluate.protocols)
+and writes workdir/eval/<mode>.json.
 
 The config is an ml_collections config file; any field can be overridden on the command
 line, e.g. --config.batch_size=64 --config.data.root=/data/ntu60.
@@ -14,9 +18,10 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from actclr_jax.evaluate import protocols
 from actclr_jax.train import trainer
 
-MODES = ("pretrain",)
+MODES = ("pretrain",) + protocols.MODES
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
@@ -47,6 +52,8 @@ def main(argv):
   config = FLAGS.config
   if FLAGS.mode == "pretrain":
     trainer.train_and_evaluate(config, FLAGS.workdir)
+  else:
+    protocols.run(FLAGS.mode, config, FLAGS.workdir)
 
 
 if __name__ == "__main__":

@@ -72,7 +72,49 @@ def get_config() -> ml_collections.ConfigDict:
   config.log_every_steps = 50
   config.knn_every_epochs = 5
   config.knn_k = 20
+  config.knn_at_start = True  # monitor the untrained encoder too, as the baseline
   config.checkpoint_every_epochs = 5
   config.keep_checkpoints = 3
   config.eval_batch_size = 256
+
+  # Evaluation protocols (`--mode` of main.py; NOTES.md, Evaluation). Learning rates are per
+  # 128 samples and scaled linearly with the batch size, as in pretraining.
+  config.eval = ml_collections.ConfigDict()
+  config.eval.knn_ks = (10, 20, 40)
+  config.eval.knn_temperature = 0.1
+  config.eval.knn_feature = "encoder"  # encoder (pooled 256-d) | projector (128-d)
+  config.eval.linear_lr = 3.0
+  config.eval.linear_batch_size = 128
+  config.eval.linear_epochs = 100
+  config.eval.linear_decay_epochs = (80,)
+  config.eval.linear_weight_decay = 0.0
+  # Standardise cached features (train mean / std) before the linear and per-frame classifiers.
+  config.eval.standardize_features = False
+  config.eval.finetune_lr = 0.1
+  config.eval.finetune_batch_size = 128
+  config.eval.finetune_epochs = 80
+  config.eval.finetune_decay_epochs = (30, 50)
+  config.eval.finetune_weight_decay = 1e-4
+  config.eval.semi_fraction = 0.1  # 0.01 or 0.1 of the labels, sampled per class
+  config.eval.semi_seed = 0
+  config.eval.source_workdir = ""  # transfer: the pretraining run whose encoder is evaluated
+  config.eval.ensemble_source = "linear"  # whose saved val logits: linear | finetune | semi
+  config.eval.ensemble_workdirs = ml_collections.ConfigDict(
+      {"joint": "", "bone": "", "motion": ""})
+  config.eval.ensemble_weights = ml_collections.ConfigDict(
+      {"joint": 0.6, "bone": 0.6, "motion": 0.4})
+  # Segmentation: untrimmed arrays under {segment_root or data.root}/untrimmed/{data.split}/
+  # (PKU-MMD II), or synthetic concatenations of actions for the synthetic data set.
+  config.eval.segment_root = ""
+  config.eval.segment_window = 50  # frames per encoder window (the pretraining input length)
+  config.eval.segment_stride = 25  # window step; overlapping windows' features are averaged
+  config.eval.segment_lr = 3.0
+  config.eval.segment_batch_size = 1024
+  config.eval.segment_epochs = 30
+  config.eval.segment_decay_epochs = (20,)
+  config.eval.segment_train_frame_step = 1  # train on every k-th frame (memory on long sets)
+  config.eval.segment_synthetic_sequences = 40  # per part; synthetic concatenations only
+  config.eval.segment_synthetic_actions = 5  # actions per synthetic sequence
+  config.eval.segment_synthetic_clip_frames = 60
+  config.eval.visualize_samples = 4
   return config

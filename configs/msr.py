@@ -25,4 +25,10 @@ def get_config(argument=None):
   config.knn_every_epochs = 10
   config.checkpoint_every_epochs = 10
   config.log_every_steps = 20
+  # Evaluation sized for a few CPU minutes per protocol: few finetuning epochs, small batches
+  # (284 training sequences).
+  config.eval.finetune_epochs = 10
+  config.eval.finetune_decay_epochs = (6, 8)
+  config.eval.finetune_batch_size = 32
+  config.eval.linear_batch_size = 32
   return config

@@ -28,4 +28,12 @@ def get_config(argument=None):
   config.knn_every_epochs = 1
   config.checkpoint_every_epochs = 1
   config.log_every_steps = 5
+  # Evaluation sized for a few CPU minutes per protocol (the published settings are in
+  # configs/default.py); finetune/semi train the whole network, so they get few epochs.
+  config.eval.finetune_epochs = 5
+  config.eval.finetune_decay_epochs = (3, 4)
+  config.eval.finetune_batch_size = 32
+  config.eval.segment_window = config.data.frames
+  config.eval.segment_stride = config.data.frames // 2
+  config.eval.segment_synthetic_sequences = 20
   return config

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -154,41 +155,44 @@ def extract_features(encode, arrays: pipeline.SplitArrays, data: Data, config, s
   return np.concatenate(chunks)
 
 
-def actionlet_iou(state, data: Data, config, model, max_samples: int = 512, seed: int = 0):
-  """IoU of body 0's actionlet with the ground truth on val samples, and a same-area random mask's.
+class Monitor:
+  """KNN top-1 of the online encoder (inference mode) and, where the data set has a ground-truth
+  actionlet (synthetic), the IoU of the offline network's actionlet with it. Jitted once."""
 
-  Returns None when the data set has no ground-truth actionlet.
-  """
-  if data.val.actionlet is None:
-    return None
-  n = min(max_samples, len(data.val))
-  n -= n % jax.device_count()
-  x = np.asarray(data.val.data[:n])
-  x = streams.to_stream(x, config.data.stream, data.layout)
-  fn = jax.jit(lambda s, x: step_lib.inference_actionlet(s, x, config=config, model=model,
-                                                          layout=data.layout))
-  predicted = np.asarray(fn(state, jnp.asarray(x)))[..., 0] > 0.5  # (n, T, V) body 0
-  truth = np.asarray(data.val.actionlet[:n]) > 0
-  rng = np.random.default_rng(seed)
-  shuffled = np.stack([rng.permutation(p.ravel()).reshape(p.shape) for p in predicted])
-  return {"actionlet_iou": float(np.mean(actionlet.iou(predicted, truth))),
-          "random_mask_iou": float(np.mean(actionlet.iou(shuffled, truth))),
-          "actionlet_area": float(predicted.mean()),
-          "actionlet_all_zero": float(np.mean(~predicted.any(axis=(1, 2)))),
-          "actionlet_all_one": float(np.mean(predicted.all(axis=(1, 2))))}
+  def __init__(self, config, model, data: Data, sharding, max_actionlet_samples: int = 512):
+    self._config, self._data, self._sharding = config, data, sharding
+    self._encode = jax.jit(functools.partial(step_lib.encode_features, model=model))
+    self._actionlet = jax.jit(functools.partial(step_lib.inference_actionlet, config=config,
+                                                model=model, layout=data.layout))
+    n = min(max_actionlet_samples, len(data.val))
+    self._num_actionlet = n - n % jax.device_count()
 
+  def __call__(self, state) -> dict:
+    config, data = self._config, self._data
+    encode = lambda x: self._encode(state.params, state.batch_stats, x)
+    train_features = extract_features(encode, data.train, data, config, self._sharding)
+    val_features = extract_features(encode, data.val, data, config, self._sharding)
+    accuracy = knn.knn_accuracy(train_features, data.train.labels, val_features, data.val.labels,
+                                ks=(config.knn_k,), num_classes=config.data.num_classes)
+    result = {f"knn_top1_k{config.knn_k}": float(accuracy[config.knn_k])}
+    if data.val.actionlet is not None:
+      result.update(self.actionlet_iou(state))
+    return result
 
-def monitor(state, data: Data, config, model, sharding) -> dict:
-  """KNN top-1 (online encoder, inference mode) and, on synthetic data, the actionlet IoU."""
-  encode = jax.jit(lambda p, b, x: step_lib.encode_features(p, b, x, model=model))
-  encode_state = lambda x: encode(state.params, state.batch_stats, x)
-  train_features = extract_features(encode_state, data.train, data, config, sharding)
-  val_features = extract_features(encode_state, data.val, data, config, sharding)
-  accuracy = knn.knn_accuracy(train_features, data.train.labels, val_features, data.val.labels,
-                              ks=(config.knn_k,), num_classes=config.data.num_classes)
-  result = {f"knn_top1_k{config.knn_k}": float(accuracy[config.knn_k])}
-  result.update(actionlet_iou(state, data, config, model) or {})
-  return result
+  def actionlet_iou(self, state, seed: int = 0) -> dict:
+    """IoU of body 0's actionlet with the ground truth, and that of a same-area random mask."""
+    n, data = self._num_actionlet, self._data
+    x = streams.to_stream(np.asarray(data.val.data[:n]), self._config.data.stream, data.layout)
+    x = jax.device_put(jnp.asarray(x), self._sharding)
+    predicted = np.asarray(self._actionlet(state, x))[..., 0] > 0.5  # (n, T, V), body 0
+    truth = np.asarray(data.val.actionlet[:n]) > 0
+    rng = np.random.default_rng(seed)
+    shuffled = np.stack([rng.permutation(p.ravel()).reshape(p.shape) for p in predicted])
+    return {"actionlet_iou": float(np.mean(actionlet.iou(predicted, truth))),
+            "random_mask_iou": float(np.mean(actionlet.iou(shuffled, truth))),
+            "actionlet_area": float(predicted.mean()),
+            "actionlet_all_zero": float(np.mean(~predicted.any(axis=(1, 2)))),
+            "actionlet_all_one": float(np.mean(predicted.all(axis=(1, 2))))}
 
 
 def _format_eta(seconds: float) -> str:
@@ -244,7 +248,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                config.num_epochs)
   steps = jit_train_steps(config, model, tx, ema_tx, data.layout, mesh)
   log = MetricsLog(workdir)
+  monitor = Monitor(config, model, data, batch_sharding)
   pending, last_monitor = [], {}
+  if step == 0 and config.knn_at_start:
+    # The untrained encoder's KNN is the baseline that pretraining must beat.
+    last_monitor = monitor(state)
+    log.write(0, last_monitor)
+    logging.info("before training: %s", ", ".join(f"{k} {v:.4f}" for k, v in last_monitor.items()))
   timer, timer_step = time.time(), step
   start_time = time.time()
   try:
@@ -273,7 +283,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       if epoch_done:
         epoch += 1
         if epoch % config.knn_every_epochs == 0 or step == total_steps:
-          last_monitor = monitor(state, data, config, model, batch_sharding)
+          last_monitor = monitor(state)
           log.write(step, last_monitor)
           logging.info("epoch %d monitor: %s", epoch,
                        ", ".join(f"{k} {v:.4f}" for k, v in last_monitor.items()))
@@ -286,6 +296,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if epoch % config.checkpoint_every_epochs == 0 or step == total_steps:
           manager.save(step, args=ocp.args.Composite(
               state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(iterator)))
+        timer, timer_step = time.time(), step  # samples/s and ETA count training only
   finally:
     manager.wait_until_finished()
     log.close()
