@@ -16,6 +16,7 @@ the same result and process 0 writes the files.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -98,7 +99,18 @@ def _layout_mismatch(config, state: dict, where: str) -> None:
         f"data.layout={config.data.layout!r}, model.hidden_channels="
         f"{config.model.hidden_channels}, model.out_channels={config.model.out_channels}, "
         f"model.projection_dim={config.model.projection_dim}): {shown}. Evaluate with the "
-        f"config the run was pretrained with (see its config.json).")
+        f"config the run was pretrained with{_pretrained_with(where)}.")
+
+
+def _pretrained_with(checkpoint: str) -> str:
+  """' (its config.json: data.layout=..., model=...)' of the run owning `checkpoint`, or ''."""
+  path = os.path.join(os.path.dirname(os.path.dirname(checkpoint)), "config.json")
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+    return f" ({path}: data.layout={saved['data']['layout']!r}, model={saved['model']})"
+  except (OSError, ValueError, KeyError, TypeError):
+    return ""
 
 
 def restore_pretrained(workdir: str, config: ml_collections.ConfigDict) -> Pretrained:
@@ -150,14 +162,19 @@ def _variables(pre: Pretrained) -> dict:
   return {"params": pre.params, "batch_stats": pre.batch_stats}
 
 
+# Jitted functions are cached per (model, options), so that protocols run one after another
+# in a process (the tests, a notebook) compile each of them once.
+@functools.lru_cache(maxsize=16)
+def _feature_fn(model: stgcn.ContrastiveNet, key: str):
+  return jax.jit(lambda v, x: model.apply(v, x, train=False)[key])
+
+
 def encoder_features(pre: Pretrained, arrays: pipeline.SplitArrays, data: trainer.Data,
                      config, feature: str = "encoder") -> np.ndarray:
   """(N, D) features of every sample: the pooled encoder output or the projector's z."""
   if feature not in ("encoder", "projector"):
     raise ValueError(f"config key eval.knn_feature={feature!r}: encoder or projector")
-  model = state_lib.build_model(config)
-  key = "feature" if feature == "encoder" else "z"
-  apply = jax.jit(lambda v, x: model.apply(v, x, train=False)[key])
+  apply = _feature_fn(state_lib.build_model(config), "feature" if feature == "encoder" else "z")
   variables = _variables(pre)
   return trainer.extract_features(lambda x: apply(variables, x), arrays, data, config,
                                   _local_sharding())
@@ -308,6 +325,33 @@ def build_classifier(config) -> stgcn.Classifier:
       dropout=config.model.dropout, edge_importance=config.model.edge_importance)
 
 
+@functools.lru_cache(maxsize=4)
+def _finetune_fns(model: stgcn.Classifier, weight_decay: float):
+  """(tx, jitted train step, jitted predict) of finetuning `model`.
+
+  The learning rate is an argument of the step, applied after the momentum transform, which
+  is what optax.sgd(schedule, nesterov=True) and PyTorch's SGD compute; so one compiled step
+  serves every schedule and batch count.
+  """
+  tx = optax.chain(optax.add_decayed_weights(weight_decay),
+                   optax.trace(decay=0.9, nesterov=True))
+
+  @jax.jit
+  def train_step(params, batch_stats, opt_state, x, y, rng, lr):
+    def loss_fn(p):
+      logits, updates = model.apply({"params": p, "batch_stats": batch_stats}, x, train=True,
+                                    mutable=["batch_stats"], rngs={"dropout": rng})
+      loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+      return loss, updates["batch_stats"]
+    (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    updates = jax.tree.map(lambda u: -lr * u, updates)
+    return optax.apply_updates(params, updates), new_stats, opt_state, loss
+
+  predict = jax.jit(lambda p, b, x: model.apply({"params": p, "batch_stats": b}, x, train=False))
+  return tx, train_step, predict
+
+
 def finetune(pre: Pretrained, data: trainer.Data, train: pipeline.SplitArrays, config) -> dict:
   """Trains Classifier (pretrained encoder + new linear head) on `train`, evaluates on data.val.
 
@@ -326,9 +370,8 @@ def finetune(pre: Pretrained, data: trainer.Data, train: pipeline.SplitArrays, c
   steps = len(train) // batch
   schedule = optax.piecewise_constant_schedule(
       _scaled_lr(ev.finetune_lr, batch), {int(e) * steps: 0.1 for e in ev.finetune_decay_epochs})
-  tx = optax.chain(optax.add_decayed_weights(ev.finetune_weight_decay),
-                   optax.sgd(schedule, momentum=0.9, nesterov=True))
   model = build_classifier(config)
+  tx, train_step, predict = _finetune_fns(model, float(ev.finetune_weight_decay))
   sharding = _local_sharding()
   replicated = NamedSharding(sharding.mesh, P())
   key = jax.random.PRNGKey(config.seed)
@@ -338,19 +381,7 @@ def finetune(pre: Pretrained, data: trainer.Data, train: pipeline.SplitArrays, c
   batch_stats = {"encoder": pre.batch_stats["encoder"]}
   params, batch_stats = jax.device_put((params, batch_stats), replicated)
   opt_state = tx.init(params)
-
-  @jax.jit
-  def train_step(params, batch_stats, opt_state, x, y, rng):
-    def loss_fn(p):
-      logits, updates = model.apply({"params": p, "batch_stats": batch_stats}, x, train=True,
-                                    mutable=["batch_stats"], rngs={"dropout": rng})
-      loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-      return loss, updates["batch_stats"]
-    (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), new_stats, opt_state, loss
-
-  predict = jax.jit(lambda p, b, x: model.apply({"params": p, "batch_stats": b}, x, train=False))
+  step = 0
   history = {"top1_history": [], "top5_history": [], "loss_history": []}
   best = {"best_top1_over_epochs": -1.0}
   for epoch in range(ev.finetune_epochs):
@@ -360,8 +391,10 @@ def finetune(pre: Pretrained, data: trainer.Data, train: pipeline.SplitArrays, c
                                    worker_count=config.data.worker_count):
       g = trainer.to_global({"data": b["data"], "label": b["label"]}, sharding)
       key, step_key = jax.random.split(key)
-      params, batch_stats, opt_state, loss = train_step(params, batch_stats, opt_state,
-                                                        g["data"], g["label"], step_key)
+      params, batch_stats, opt_state, loss = train_step(
+          params, batch_stats, opt_state, g["data"], g["label"], step_key,
+          jnp.float32(schedule(step)))
+      step += 1
       losses.append(loss)
     loss = float(np.mean(jax.device_get(losses)))
     if not math.isfinite(loss):
@@ -531,6 +564,12 @@ def upsample_matrix(window: int, feature_frames: int) -> np.ndarray:
   return out
 
 
+@functools.lru_cache(maxsize=4)
+def _frame_feature_fn(model: stgcn.ContrastiveNet):
+  return jax.jit(lambda v, x: stgcn.frame_pool(
+      model.apply(v, x, train=False, method=model.encode)))
+
+
 def frame_features(pre: Pretrained, sequences, config, layout: graph.Layout) -> list[np.ndarray]:
   """Per-frame (T, C) features of each (T, 3, V, M) sequence from the frozen encoder.
 
@@ -543,8 +582,7 @@ def frame_features(pre: Pretrained, sequences, config, layout: graph.Layout) -> 
   model = state_lib.build_model(config)
   variables = _variables(pre)
   sharding = _local_sharding()
-  encode = jax.jit(lambda v, x: stgcn.frame_pool(
-      model.apply(v, x, train=False, method=model.encode)))
+  encode = _frame_feature_fn(model)
   jobs = [(s, start) for s, (frames, _) in enumerate(sequences)
           for start in window_starts(len(frames), window, ev.segment_stride)]
   sums = [np.zeros((len(frames), config.model.out_channels), np.float32)

@@ -163,6 +163,14 @@ class STGCN(nn.Module):
     return jnp.transpose(x, (0, 1, 4, 2, 3))
 
 
+def encoder_from(module: nn.Module) -> "STGCN":
+  """An STGCN with the encoder fields of `module` (ContrastiveNet or Classifier)."""
+  return STGCN(layout=module.layout, in_channels=module.in_channels,
+               hidden_channels=module.hidden_channels, out_channels=module.out_channels,
+               dropout=module.dropout, edge_importance=module.edge_importance,
+               temporal_kernel=module.temporal_kernel)
+
+
 def global_average_pool(h: jax.Array) -> jax.Array:
   """(N, M, C, T', V) -> (N, C): mean over (T', V) per body, then over M."""
   return h.mean(axis=(-2, -1)).mean(axis=1)
@@ -208,10 +216,7 @@ class ContrastiveNet(nn.Module):
   projection_dim: int = 128
 
   def setup(self):
-    self.encoder = STGCN(
-        layout=self.layout, in_channels=self.in_channels, hidden_channels=self.hidden_channels,
-        out_channels=self.out_channels, dropout=self.dropout,
-        edge_importance=self.edge_importance, temporal_kernel=self.temporal_kernel)
+    self.encoder = encoder_from(self)
     self.projector = Projector(hidden=self.out_channels, out=self.projection_dim)
 
   def __call__(self, x: jax.Array, *, train: bool) -> dict[str, jax.Array]:
@@ -242,10 +247,7 @@ class Classifier(nn.Module):
   temporal_kernel: int = 9
 
   def setup(self):
-    self.encoder = STGCN(
-        layout=self.layout, in_channels=self.in_channels, hidden_channels=self.hidden_channels,
-        out_channels=self.out_channels, dropout=self.dropout,
-        edge_importance=self.edge_importance, temporal_kernel=self.temporal_kernel)
+    self.encoder = encoder_from(self)
     self.head = nn.Dense(self.num_classes)
 
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:

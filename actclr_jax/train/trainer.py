@@ -249,10 +249,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   steps = jit_train_steps(config, model, tx, ema_tx, data.layout, mesh)
   log = MetricsLog(workdir)
   monitor = Monitor(config, model, data, batch_sharding)
-  pending, last_monitor = [], {}
+  pending, last_monitor, first_monitor = [], {}, {}
   if step == 0 and config.knn_at_start:
     # The untrained encoder's KNN is the baseline that pretraining must beat.
-    last_monitor = monitor(state)
+    last_monitor = first_monitor = monitor(state)
     log.write(0, last_monitor)
     logging.info("before training: %s", ", ".join(f"{k} {v:.4f}" for k, v in last_monitor.items()))
   timer, timer_step = time.time(), step
@@ -301,7 +301,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     manager.wait_until_finished()
     log.close()
   summary = {"step": step, "epochs": config.num_epochs,
-             "wall_seconds": time.time() - start_time, **last_monitor}
+             "wall_seconds": time.time() - start_time, **last_monitor,
+             **{f"untrained_{k}": v for k, v in first_monitor.items()}}
+  logging.info("pretraining finished after %d steps in %.0f s: %s", step, summary["wall_seconds"],
+               ", ".join(f"{k} {v:.4f}" for k, v in summary.items()
+                         if k not in ("step", "epochs", "wall_seconds")))
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "pretrain_summary.json"), "w") as f:
       json.dump(summary, f, indent=2)
