@@ -25,6 +25,9 @@ def get_config(argument=None):
   config.actionlet.start_epoch = 3
   config.lr_decay_epochs = (4,)
   config.moco.bank_size = 512
+  # A few hundred steps only: with 0.999 the offline network would stay ~80-90% at its
+  # random init (0.999^n); 0.99 lets keys and actionlets follow the online network.
+  config.moco.momentum = 0.99
   config.knn_every_epochs = 1
   config.checkpoint_every_epochs = 1
   config.log_every_steps = 5

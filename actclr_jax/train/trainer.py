@@ -236,7 +236,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       data.train, global_batch_size=config.batch_size, epoch=epoch, seed=config.seed,
       stream=config.data.stream, layout=data.layout, shard=data.shard,
       worker_count=config.data.worker_count))
-  if latest is not None:
+  if latest is None:
+    # Step 0 is the randomly initialised network: the baseline every protocol can evaluate
+    # (pretrain with --config.num_epochs=0 to get it alone).
+    manager.save(0, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(iterator)))
+  else:
     restored = manager.restore(latest, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract), data=grain.checkpoint.CheckpointRestore(iterator)))
     state = restored["state"]
