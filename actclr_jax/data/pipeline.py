@@ -1,0 +1,175 @@
+"""The grain input pipeline over memory-mapped (N, C, T, V, M) arrays.
+
+Training: one grain DataLoader per epoch, shuffled from (seed, epoch), sharded per JAX
+process, batches drop the remainder, and the iterator state is checkpointable.
+Evaluation: every sample once, in order, the last batch padded and masked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Iterator
+
+import grain
+import numpy as np
+
+from actclr_jax import graph
+from actclr_jax.data import io, preprocess, streams
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitArrays:
+  """One part (train or val) of a prepared split.
+
+  Attributes:
+    data: (N, C, T, V, M) float32, usually a read-only memory map.
+    labels: (N,) int64.
+    names: N sample names.
+    actionlet: (N, T, V) uint8 ground-truth actionlet (synthetic data only) or None.
+    path: the data file it came from.
+  """
+  data: np.ndarray
+  labels: np.ndarray
+  names: list
+  actionlet: np.ndarray | None
+  path: str
+
+  def __len__(self):
+    return len(self.data)
+
+
+def load_split(root: str, split: str, part: str, layout: graph.Layout, *, frames: int | None = 50,
+               center: bool = True, resize: bool = True, view_normalize: bool = True) -> SplitArrays:
+  """Loads `{root}/{split}/{part}_*` arrays; `frames=None` reads the raw-length arrays.
+
+  The preprocessed cache is written on first use when only the raw arrays exist.
+  """
+  split_dir = os.path.join(root, split)
+  raw = os.path.join(split_dir, f"{part}_data.npy")
+  suffix = "" if frames is None else preprocess.cache_suffix(frames, center, resize, view_normalize)
+  path = os.path.join(split_dir, f"{part}_data{suffix}.npy")
+  if not os.path.exists(path):
+    if not os.path.exists(raw):
+      raise io.DataError(
+          f"{split_dir}: no prepared arrays ({part}_data.npy); prepare the data set with "
+          f"`python -m actclr_jax.data.prepare` or fix config key data.root / data.split")
+    logging.info("building the preprocessed cache %s", path)
+    preprocess.write_cache(split_dir, part, layout, frames=frames, center=center, resize=resize,
+                           view_normalize=view_normalize)
+  data = preprocess.load_array(path, layout)
+  names, labels = io.load_labels(os.path.join(split_dir, f"{part}_label.pkl"))
+  if len(labels) != len(data):
+    raise io.DataError(f"{split_dir}/{part}_label.pkl: {len(labels)} labels for {len(data)} "
+                       f"samples in {path}")
+  mask_path = os.path.join(split_dir, f"{part}_actionlet{suffix}.npy")
+  actionlet = np.load(mask_path, mmap_mode="r") if os.path.exists(mask_path) else None
+  return SplitArrays(data, labels, names, actionlet, path)
+
+
+class SkeletonSource(grain.sources.RandomAccessDataSource):
+  """Random access to (data (C, T, V, M), label, index) records of a SplitArrays."""
+
+  def __init__(self, arrays: SplitArrays):
+    self._arrays = arrays
+
+  def __len__(self) -> int:
+    return len(self._arrays)
+
+  def __getitem__(self, index: int) -> dict:
+    index = int(index)
+    return {"data": np.asarray(self._arrays.data[index], dtype=np.float32),
+            "label": np.int32(self._arrays.labels[index]),
+            "index": np.int32(index)}
+
+  def __repr__(self) -> str:
+    return f"SkeletonSource({self._arrays.path!r}, n={len(self)})"
+
+
+class ToStream(grain.transforms.Map):
+  """Converts a record's joint coordinates to the joint, motion or bone stream."""
+
+  def __init__(self, stream: str, layout: graph.Layout):
+    if stream not in streams.STREAMS:
+      raise ValueError(f"Unknown stream {stream!r} (config key data.stream); "
+                       f"expected one of {streams.STREAMS}")
+    self._stream, self._layout = stream, layout
+
+  def map(self, record: dict) -> dict:
+    return dict(record, data=streams.to_stream(record["data"], self._stream, self._layout))
+
+
+def process_shard() -> tuple[int, int]:
+  """(index, count) of this JAX process."""
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.process_index(), jax.process_count()
+
+
+def steps_per_epoch(num_samples: int, global_batch_size: int, shard_count: int = 1) -> int:
+  """Training steps in one epoch (each process drops its remainder)."""
+  per_process = global_batch_size // shard_count
+  steps = (num_samples // shard_count) // per_process
+  if steps == 0:
+    raise ValueError(f"batch_size {global_batch_size} exceeds the {num_samples} training samples "
+                     f"(config key batch_size)")
+  return steps
+
+
+def train_loader(arrays: SplitArrays, *, global_batch_size: int, epoch: int, seed: int,
+                 stream: str, layout: graph.Layout, shard: tuple[int, int] = (0, 1),
+                 worker_count: int = 0) -> grain.DataLoader:
+  """A DataLoader over one epoch: shuffled from (seed, epoch), sharded, remainder dropped.
+
+  Yields {'data': (B, C, T, V, M), 'label': (B,), 'index': (B,)} with B the per-process batch.
+  """
+  shard_index, shard_count = shard
+  if global_batch_size % shard_count:
+    raise ValueError(f"batch_size {global_batch_size} is not divisible by the {shard_count} "
+                     f"processes (config key batch_size)")
+  sampler = grain.samplers.IndexSampler(
+      num_records=len(arrays),
+      shard_options=grain.sharding.ShardOptions(shard_index, shard_count, drop_remainder=True),
+      shuffle=True, num_epochs=1, seed=_epoch_seed(seed, epoch))
+  return grain.DataLoader(
+      data_source=SkeletonSource(arrays), sampler=sampler,
+      operations=[ToStream(stream, layout),
+                  grain.transforms.Batch(global_batch_size // shard_count, drop_remainder=True)],
+      worker_count=worker_count)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+  return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] % (2**31 - 1))
+
+
+def eval_batches(arrays: SplitArrays, *, batch_size: int, stream: str, layout: graph.Layout,
+                 shard: tuple[int, int] = (0, 1)) -> Iterator[dict]:
+  """Every sample of this process's shard once, in order.
+
+  Yields {'data', 'label', 'index', 'mask'}; the last batch is zero-padded to
+  `batch_size` and `mask` (B,) bool marks the real samples.
+  """
+  shard_index, shard_count = shard
+  dataset = (grain.MapDataset.source(SkeletonSource(arrays))[shard_index::shard_count]
+             .map(ToStream(stream, layout))
+             .batch(batch_size, drop_remainder=False))
+  for batch in dataset:
+    n = len(batch["label"])
+    batch["mask"] = np.arange(batch_size) < n
+    if n < batch_size:
+      batch = {k: v if k == "mask" else _pad(v, batch_size) for k, v in batch.items()}
+    yield batch
+
+
+def _pad(array: np.ndarray, size: int) -> np.ndarray:
+  return np.concatenate([array, np.zeros((size - len(array),) + array.shape[1:], array.dtype)])
+
+
+def mean_sequence(arrays: SplitArrays, *, stream: str, layout: graph.Layout,
+                  chunk: int = 1024) -> np.ndarray:
+  """The static anchor of Eq. 2: the training set's average sequence, (C, T, V, M) float32."""
+  total = np.zeros(arrays.data.shape[1:], dtype=np.float64)
+  for start in range(0, len(arrays), chunk):
+    block = np.asarray(arrays.data[start:start + chunk], dtype=np.float64)
+    total += streams.to_stream(block, stream, layout).sum(axis=0)
+  return (total / len(arrays)).astype(np.float32)
