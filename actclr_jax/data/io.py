@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pickle
 import sys
@@ -38,6 +39,20 @@ def atomic_path(path: str) -> Iterator[str]:
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
+
+
+def report_bad_files(bad: Sequence[tuple[str, str]], what: str, skip_bad: bool) -> None:
+  """Ends a folder run's bad-file handling: raises one DataError listing every (file, message)
+  unless `skip_bad`, in which case each is logged as skipped. `what` names the data set."""
+  if not bad:
+    return
+  listing = "\n".join(f"  {message if message.startswith(str(path)) else f'{path}: {message}'}"
+                       for path, message in bad)
+  if not skip_bad:
+    raise DataError(f"{len(bad)} bad {what} file(s); nothing was written (pass --skip_bad to "
+                    f"skip them):\n{listing}")
+  for path, message in bad:
+    logging.warning("skipping bad %s file %s: %s", what, path, message)
 
 
 def save_npy(path: str, array: np.ndarray) -> None:

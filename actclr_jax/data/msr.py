@@ -29,7 +29,6 @@ training and 273 validation sequences.
 from __future__ import annotations
 
 import io as _io
-import logging
 import os
 import re
 
@@ -182,12 +181,7 @@ def prepare(raw_dir: str, out_dir: str, *, skip_bad: bool = False, max_frames: i
     for store, value in zip(samples[part], (data, name, action - 1)):
       store.append(value)
 
-  if bad:
-    if not skip_bad:
-      raise io.DataError(f"{len(bad)} bad MSR Action3D file(s):\n" +
-                         "\n".join(f"  {f}: {m}" for f, m in bad))
-    for f, m in bad:
-      logging.warning("skipping bad MSR Action3D file %s: %s", f, m)
+  io.report_bad_files(bad, "MSR Action3D", skip_bad)
 
   split_dir = os.path.join(out_dir, "xsub")
   counts = {}

@@ -545,15 +545,10 @@ def prepare(raw_dir: str, out_dir: str, *, variant: str = "ntu60", skip_bad: boo
         for writer, row in where[i]:
           writer.array[row] = sample
 
-      if bad:
+      if bad and not ok.any():
         listing = "\n  ".join(message for _, message in bad)
-        if not skip_bad:
-          raise io.DataError(f"{len(bad)} bad NTU skeleton file(s) under {raw_dir}; nothing was "
-                             f"written (pass --skip_bad to skip them):\n  {listing}")
-        if not ok.any():
-          raise io.DataError(f"{raw_dir}: all {len(bad)} {variant} files are bad:\n  {listing}")
-        for _, message in bad:
-          logging.warning("skipping bad file: %s", message)
+        raise io.DataError(f"{raw_dir}: all {len(bad)} {variant} files are bad:\n  {listing}")
+      io.report_bad_files(bad, "NTU skeleton", skip_bad)
 
       for s in splits:
         for p in parts:

@@ -16,7 +16,6 @@ Split: views 1 and 2 train, view 3 val, written to `{out_dir}/xview/`.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import re
@@ -160,12 +159,7 @@ def prepare(raw_dir: str, out_dir: str, *, skip_bad: bool = False, max_frames: i
     for store, value in zip(samples[part], (data, name, label)):
       store.append(value)
 
-  if bad:
-    if not skip_bad:
-      raise io.DataError(f"{len(bad)} bad NW-UCLA file(s):\n" +
-                         "\n".join(f"  {f}: {m}" for f, m in bad))
-    for f, m in bad:
-      logging.warning("skipping bad NW-UCLA file %s: %s", f, m)
+  io.report_bad_files(bad, "NW-UCLA", skip_bad)
 
   split_dir = os.path.join(out_dir, "xview")
   counts = {}

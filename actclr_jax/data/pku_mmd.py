@@ -300,12 +300,7 @@ def prepare(raw_dir: str, out_dir: str, *, part: int = 1, skip_bad: bool = False
       continue
     parsed[video] = (frames, rows, frame_labels(rows, len(frames), label_path))
 
-  if bad:
-    if not skip_bad:
-      raise io.DataError(f"{len(bad)} bad PKU-MMD part {part} file(s):\n" +
-                         "\n".join(f"  {f}: {m}" for f, m in bad))
-    for f, m in bad:
-      logging.warning("skipping bad PKU-MMD part %d video %s: %s", part, f, m)
+  io.report_bad_files(bad, f"PKU-MMD part {part}", skip_bad)
 
   clip_counts, video_counts = {}, {}
   for split, lists in splits.items():
