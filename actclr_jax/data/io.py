@@ -102,6 +102,19 @@ def write_split(out_dir: str, part: str, data: np.ndarray, names: Sequence[str],
     save_npy(os.path.join(out_dir, f"{part}_{suffix}.npy"), array)
 
 
+def write_samples(split_dir: str, samples: dict, sample_shape: tuple[int, ...]) -> dict[str, int]:
+  """Writes {part: ([data (C, T, V, M)], [name], [label])} with write_split; returns the counts.
+
+  An empty part is written as a (0, *sample_shape) array.
+  """
+  counts = {}
+  for part, (data, names, labels) in samples.items():
+    array = np.stack(data) if data else np.zeros((0,) + tuple(sample_shape), np.float32)
+    write_split(split_dir, part, array, names, labels)
+    counts[part] = len(names)
+  return counts
+
+
 def progress(items: Iterable, desc: str, total: int | None = None):
   """A tqdm progress bar on stderr."""
   return tqdm.tqdm(items, desc=desc, total=total, file=sys.stderr, dynamic_ncols=True,

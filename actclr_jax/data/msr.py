@@ -183,13 +183,8 @@ def prepare(raw_dir: str, out_dir: str, *, skip_bad: bool = False, max_frames: i
 
   io.report_bad_files(bad, "MSR Action3D", skip_bad)
 
-  split_dir = os.path.join(out_dir, "xsub")
-  counts = {}
-  for part, (data, names, labels) in samples.items():
-    array = (np.stack(data) if data else
-             np.zeros((0, 3, max_frames, NUM_JOINTS, 1), np.float32))
-    io.write_split(split_dir, part, array, names, labels)
-    counts[part] = len(names)
+  counts = io.write_samples(os.path.join(out_dir, "xsub"), samples,
+                           (3, max_frames, NUM_JOINTS, 1))
   return {
       "layout": LAYOUT,
       "splits": {"xsub": counts},
