@@ -18,6 +18,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from actclr_jax import logs
 from actclr_jax.evaluate import protocols
 from actclr_jax.train import trainer
 
@@ -29,6 +30,8 @@ flags.DEFINE_enum("mode", "pretrain", MODES, "What to run.")
 flags.DEFINE_bool("distributed", None,
                   "Call jax.distributed.initialize() (multi-host). Default: when the environment "
                   "names a coordinator (JAX_COORDINATOR_ADDRESS, or a multi-task SLURM / Open MPI job).")
+flags.DEFINE_bool("library_logs", False,
+                  "Show the INFO lines of orbax and grain (checkpoint and loader internals).")
 config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -45,6 +48,8 @@ def _wants_distributed() -> bool:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not FLAGS.library_logs:
+    logs.quiet_library_logs()
   if _wants_distributed():
     jax.distributed.initialize()
   logging.info("JAX process %d/%d, local devices: %s", jax.process_index(), jax.process_count(),

@@ -25,13 +25,18 @@ import numpy as np
 
 Array = jax.Array
 
-# Names key_view accepts, in the order it applies them. Only transforms that keep every frame
-# and joint where it was: the actionlet computed from the key view is reused on the query view.
+# The transforms of T_act (Sec. 3.2) in the order every view applies them. A view is a subset of
+# these names; each transform draws from its own fold of the view's key, so that switching one
+# transform on or off leaves the randomness of the others unchanged.
+ACTIONLET_TRANSFORMS = ("shear", "spatial_flip", "rotate", "axis_mask", "crop", "temporal_flip",
+                        "gaussian_noise", "gaussian_blur", "skeleton_adain")
+# The key view may only hold transforms that keep every frame and joint where it was: the
+# actionlet computed from the key view is applied to the query's input.
 KEY_VIEW_TRANSFORMS = ("shear", "rotate", "axis_mask")
 
 
 def default_config() -> ml_collections.ConfigDict:
-  """Default augmentation parameters (NOTES.md, MATS table)."""
+  """Default augmentation parameters (NOTES.md, MATS table) and view definitions."""
   return ml_collections.ConfigDict(dict(
       # T_act, spatial.
       shear_amount=0.5,
@@ -50,8 +55,8 @@ def default_config() -> ml_collections.ConfigDict:
       blur_p=0.5,
       # T_act, Skeleton AdaIN (Eq. 6).
       adain_p=0.5,
-      adain_eps=1e-5,
-      adain_pooled_std=False,
+      adain_eps=1e-4,
+      adain_max_ratio=2.0,
       # T_non.
       strong_noise_std=0.05,
       strong_noise_p=0.5,
@@ -59,8 +64,14 @@ def default_config() -> ml_collections.ConfigDict:
       cutmix_num_parts=(2, 3),
       cutmix_frames=(12, 20),
       resizemix_scale=(0.1, 0.5),
-      # Offline (key) view.
-      key_transforms=("shear",),
+      # Views: subsets of ACTIONLET_TRANSFORMS.
+      query_transforms=ACTIONLET_TRANSFORMS,  # the query before the actionlet phase
+      actionlet_transforms=ACTIONLET_TRANSFORMS,  # T_act inside MATS
+      key_transforms=("shear",),  # the offline (key) view; KEY_VIEW_TRANSFORMS only
+      # Left/right flip of the whole sample (both views alike) with this probability: more
+      # data without teaching the encoder left/right invariance, which a spatial_flip in
+      # one view only does.
+      sample_flip_p=0.0,
   ))
 
 
@@ -312,46 +323,57 @@ def gaussian_blur(key: Array, x: Array, kernel_size: int = 15,
   return jnp.where(_per_sample(flag, 5), blurred, x) * _presence(x)
 
 
-def _adain_stats(x: Array, eps: float, pooled_std: bool) -> tuple[Array, Array]:
-  """Spatial mean (N, C, T, 1, M) and temporal std of the spatially centred sequence:
-  (N, C, 1, V, M), or (N, C, 1, 1, M) pooled over joints too."""
-  mean = jnp.mean(x, axis=3, keepdims=True)
-  axes = (2, 3) if pooled_std else (2,)
-  std = jnp.sqrt(jnp.var(x - mean, axis=axes, keepdims=True) + eps)
-  return mean, std
+def _adain_parts(x: Array, eps: float) -> tuple[Array, Array, Array, Array]:
+  """x = trajectory + pose + motion, and the motion's amplitude, per sample and body.
+
+  trajectory (N, C, T, 1, M): the spatial mean over joints, mu of Eq. 6;
+  pose (N, C, 1, V, M): each joint's temporal mean offset from the trajectory (the body shape);
+  motion (N, C, T, V, M): the rest;
+  amplitude (N, C, 1, 1, M): the temporal std of the motion, pooled over joints (sigma of Eq. 6).
+  """
+  trajectory = jnp.mean(x, axis=3, keepdims=True)
+  centred = x - trajectory
+  pose = jnp.mean(centred, axis=2, keepdims=True)
+  motion = centred - pose
+  amplitude = jnp.sqrt(jnp.mean(jnp.square(motion), axis=(2, 3), keepdims=True) + eps ** 2)
+  return trajectory, pose, motion, amplitude
 
 
-def skeleton_adain(key: Array, x: Array, partner: Array, p: float = 1.0, eps: float = 1e-5,
-                   pooled_std: bool = False) -> Array:
-  """Skeleton AdaIN (Eq. 6): x_i' = sigma(x_j) (x_i - mu(x_i)) / sigma(x_i) + mu(x_j), j = partner[i].
+def skeleton_adain(key: Array, x: Array, partner: Array, p: float = 1.0, eps: float = 1e-4,
+                   max_ratio: float = 2.0) -> Array:
+  """Skeleton AdaIN (Eq. 6): sample i takes the style of sample j = partner[i] and keeps its
+  own action.
 
-  Interpretation, per sample and body:
-    mu(x)    spatial mean: the mean over the V joints, one value per (channel, frame), shape
-             (C, T, 1); it carries the body's global trajectory.
-    sigma(x) temporal std: sqrt(var + eps) over the T frames of the spatially centred sequence
-             x - mu(x), one value per (channel, joint), shape (C, 1, V); with pooled_std, over
-             frames and joints together, one value per channel, shape (C, 1, 1).
-  So x_i' - mu(x_j) has exactly the partner's per-joint temporal std (up to eps). Its spatial
-  mean is mu(x_j) exactly only with pooled_std (a per-joint rescaling does not keep the centred
-  sequence's zero joint mean); pooled_std makes both statistics exactly the partner's.
-  A body the partner lacks keeps its own statistics (the transform is then the identity there).
+  Each sequence splits into trajectory + pose + motion (_adain_parts). The style is the
+  trajectory mu (global position over time) and the motion's amplitude sigma (how large and
+  fast the movement is); the content is the pose and the normalised motion:
+
+    x_i' = mu_j + pose_i + motion_i * clip(sigma_j / sigma_i, 1 / max_ratio, max_ratio).
+
+  Eq. 6 read literally standardises x - mu by its per-joint temporal std without removing the
+  joint's temporal mean, which rescales each joint's offset from the body centre by a ratio of
+  stds (0.03x to 30x) and breaks the skeleton. Here the body shape is kept exactly, and the clip
+  bounds the change of amplitude, so bone lengths change by at most the motion's share of them
+  (tests/test_augment.py states the measured bound). A body the partner lacks keeps its own
+  style.
 
   Args:
     key: PRNG key, for the per-sample coin with probability p.
     x: (N, C, T, V, M).
     partner: (N,) int, the j of each i (e.g. random_partner).
     p: probability of transforming a sample.
-    eps: added to the variances.
-    pooled_std: pool the std over joints as well as frames.
+    eps: amplitude floor (the data's units, metres), so that still sequences are not amplified.
+    max_ratio: bound on the amplitude ratio.
 
   Returns:
     (N, C, T, V, M).
   """
   if _is_static_zero(p):
     return x
-  mean, std = _adain_stats(x, eps, pooled_std)
-  mean_j, std_j = _adain_stats(_partner_bodies(x, partner), eps, pooled_std)
-  out = std_j * (x - mean) / std + mean_j
+  trajectory, pose, motion, amplitude = _adain_parts(x, eps)
+  trajectory_j, _, _, amplitude_j = _adain_parts(_partner_bodies(x, partner), eps)
+  ratio = jnp.clip(amplitude_j / amplitude, 1.0 / max_ratio, max_ratio)
+  out = trajectory_j + pose + motion * ratio
   flag = jax.random.bernoulli(key, p, (x.shape[0],))
   return jnp.where(_per_sample(flag, 5), out, x) * _presence(x)
 
@@ -455,42 +477,85 @@ def skeleton_mix(key: Array, x: Array, partner: Array, parts: Sequence[Sequence[
 # ----------------------------------------------------------------------------- composites
 
 
+def _check_names(names: Sequence[str], allowed: Sequence[str], field: str) -> None:
+  unknown = [n for n in names if n not in allowed]
+  if unknown:
+    raise ValueError(f"config key augment.{field}: {unknown} not allowed here; choose from "
+                     f"{tuple(allowed)}")
+
+
+def apply_transforms(key: Array, x: Array, mask: Array | None, names: Sequence[str], layout,
+                     cfg: ml_collections.ConfigDict):
+  """Applies the T_act transforms named in `names`, in ACTIONLET_TRANSFORMS order.
+
+  Transform i of ACTIONLET_TRANSFORMS draws from jax.random.fold_in(key, i). The optional
+  (N, T, V, M) mask follows every transform that moves joints or frames (spatial flip, crop,
+  temporal flip).
+
+  Returns:
+    (x', mask'), mask' None when mask is None.
+  """
+  _check_names(names, ACTIONLET_TRANSFORMS, "*_transforms")
+  presence = _presence(x)
+  k = {name: jax.random.fold_in(key, i) for i, name in enumerate(ACTIONLET_TRANSFORMS)}
+  with_mask = lambda out: out if mask is not None else (out, None)
+  on = set(names)
+  if "shear" in on:
+    x = shear(k["shear"], x, cfg.shear_amount)
+  if "spatial_flip" in on:
+    x, mask = with_mask(spatial_flip(k["spatial_flip"], x, layout.flip_permutation, cfg.flip_p,
+                                     mask=mask))
+  if "rotate" in on:
+    x = rotate(k["rotate"], x, cfg.rotate_max_degrees, cfg.rotate_minor_degrees)
+  if "axis_mask" in on:
+    x = axis_mask(k["axis_mask"], x, cfg.axis_mask_p)
+  if "crop" in on:
+    x, mask = with_mask(crop(k["crop"], x, mask, cfg.crop_pad_ratio))
+  if "temporal_flip" in on:
+    x, mask = with_mask(temporal_flip(k["temporal_flip"], x, mask, cfg.temporal_flip_p))
+  if "gaussian_noise" in on:
+    x = gaussian_noise(k["gaussian_noise"], x, cfg.noise_std, cfg.noise_p)
+  if "gaussian_blur" in on:
+    x = gaussian_blur(k["gaussian_blur"], x, cfg.blur_kernel_size, tuple(cfg.blur_sigma_range),
+                      cfg.blur_p)
+  if "skeleton_adain" in on:
+    k_partner, k_adain = jax.random.split(k["skeleton_adain"])
+    x = skeleton_adain(k_adain, x, random_partner(k_partner, x.shape[0]), cfg.adain_p,
+                       cfg.adain_eps, cfg.adain_max_ratio)
+  return x * presence, mask
+
+
+def sample_flip(key: Array, x: Array, layout, config: Mapping[str, Any] | None = None,
+                **overrides: Any) -> Array:
+  """Left/right flip of whole samples with probability sample_flip_p, before both views are
+  drawn (so the views of a pair agree). x: (N, C, T, V, M)."""
+  cfg = resolve_config(config, **overrides)
+  return spatial_flip(key, x, layout.flip_permutation, cfg.sample_flip_p)
+
+
 def key_view(key: Array, x: Array, layout, config: Mapping[str, Any] | None = None,
              **overrides: Any) -> Array:
-  """The offline (key) view: the spatial transforms named in config.key_transforms (default
-  shear only; any of KEY_VIEW_TRANSFORMS, applied in that order).
+  """The offline (key) view: the transforms named in config.key_transforms (default shear).
 
-  Only transforms that leave every frame and joint in place are allowed, so that the actionlet
-  computed from the key view lines up with the input that MATS transforms. x: (N, 3, T, V, M).
+  Only KEY_VIEW_TRANSFORMS are allowed: they leave every frame and joint in place, so that the
+  actionlet computed from the key view lines up with the input that MATS transforms.
+  x: (N, 3, T, V, M).
   """
-  del layout  # No allowed key-view transform needs the layout; kept for a uniform signature.
   cfg = resolve_config(config, **overrides)
-  unknown = set(cfg.key_transforms) - set(KEY_VIEW_TRANSFORMS)
-  if unknown:
-    raise ValueError(f"key_transforms {sorted(unknown)} are not allowed in the key view; "
-                     f"choose from {KEY_VIEW_TRANSFORMS}")
-  k_shear, k_rotate, k_axis = jax.random.split(key, 3)
-  if "shear" in cfg.key_transforms:
-    x = shear(k_shear, x, cfg.shear_amount)
-  if "rotate" in cfg.key_transforms:
-    x = rotate(k_rotate, x, cfg.rotate_max_degrees, cfg.rotate_minor_degrees)
-  if "axis_mask" in cfg.key_transforms:
-    x = axis_mask(k_axis, x, cfg.axis_mask_p)
-  return x
+  _check_names(cfg.key_transforms, KEY_VIEW_TRANSFORMS, "key_transforms")
+  return apply_transforms(key, x, None, cfg.key_transforms, layout, cfg)[0]
 
 
 def actionlet_transform(key: Array, x: Array, mask: Array | None, layout,
                         config: Mapping[str, Any] | None = None, **overrides: Any):
-  """T_act: shear, spatial flip, rotate, axis mask; crop, temporal flip; Gaussian noise,
-  Gaussian blur; Skeleton AdaIN with a random partner (probability adain_p).
-
-  The mask follows every transform that moves frames or joints: the spatial flip, the crop and
-  the temporal flip.
+  """T_act: the transforms named in config.actionlet_transforms (default all of
+  ACTIONLET_TRANSFORMS: shear, spatial flip, rotate, axis mask; crop, temporal flip; Gaussian
+  noise, Gaussian blur; Skeleton AdaIN with a random partner).
 
   Args:
     key: PRNG key.
     x: (N, 3, T, V, M).
-    mask: (N, T, V, M) actionlet, or None.
+    mask: (N, T, V, M) actionlet, or None; it follows the flips and the crop.
     layout: graph.Layout (flip permutation).
     config: fields of default_config(); overrides win over it.
 
@@ -498,22 +563,7 @@ def actionlet_transform(key: Array, x: Array, mask: Array | None, layout,
     (x_act, mask'), mask' None when mask is None.
   """
   cfg = resolve_config(config, **overrides)
-  keys = jax.random.split(key, 10)
-  presence = _presence(x)
-  x = shear(keys[0], x, cfg.shear_amount)
-  out = spatial_flip(keys[1], x, layout.flip_permutation, cfg.flip_p, mask=mask)
-  x, mask = out if mask is not None else (out, None)
-  x = rotate(keys[2], x, cfg.rotate_max_degrees, cfg.rotate_minor_degrees)
-  x = axis_mask(keys[3], x, cfg.axis_mask_p)
-  out = crop(keys[4], x, mask, cfg.crop_pad_ratio)
-  x, mask = out if mask is not None else (out, None)
-  out = temporal_flip(keys[5], x, mask, cfg.temporal_flip_p)
-  x, mask = out if mask is not None else (out, None)
-  x = gaussian_noise(keys[6], x, cfg.noise_std, cfg.noise_p)
-  x = gaussian_blur(keys[7], x, cfg.blur_kernel_size, tuple(cfg.blur_sigma_range), cfg.blur_p)
-  partner = random_partner(keys[8], x.shape[0])
-  x = skeleton_adain(keys[9], x, partner, cfg.adain_p, cfg.adain_eps, cfg.adain_pooled_std)
-  return x * presence, mask
+  return apply_transforms(key, x, mask, cfg.actionlet_transforms, layout, cfg)
 
 
 def non_actionlet_transform(key: Array, x_act: Array, layout,
@@ -579,7 +629,7 @@ def mats(key: Array, x: Array, actionlet: Array, layout,
 
 def query_view(key: Array, x: Array, layout, config: Mapping[str, Any] | None = None,
                **overrides: Any) -> Array:
-  """The plain MoCo v2 query view used before the actionlet phase: T_act on the whole sequence
-  (Skeleton AdaIN included, with probability adain_p; pass adain_p=0 to leave it out), no
-  non-actionlet transforms and no skeleton mix. x: (N, 3, T, V, M)."""
-  return actionlet_transform(key, x, None, layout, config, **overrides)[0]
+  """The plain MoCo v2 query view used before the actionlet phase: the transforms named in
+  config.query_transforms, on the whole sequence. x: (N, 3, T, V, M)."""
+  cfg = resolve_config(config, **overrides)
+  return apply_transforms(key, x, None, cfg.query_transforms, layout, cfg)[0]

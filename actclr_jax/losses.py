@@ -1,6 +1,8 @@
-"""Contrastive losses: MoCo v2 InfoNCE (Eq. 1) and similarity mining (Eq. 9).
+"""Contrastive losses: MoCo v2 InfoNCE (Eq. 1) and similarity mining (Eq. 9), and the memory bank.
 
-Features are L2-normalised (N, D); the memory bank is (K, D) of normalised keys.
+Features are L2-normalised (N, D); the memory bank is (K, D) of normalised keys. Each bank row
+also records the index of the training sample its key came from (-1 for the random rows it
+starts with), so that a query never meets a stale copy of its own key as a negative (`valid`).
 """
 
 from __future__ import annotations
@@ -8,34 +10,56 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+# Logit of an excluded bank entry: exp() of it is exactly 0 in float32, and unlike -inf it
+# gives 0, not NaN, when multiplied by a zero target probability.
+_EXCLUDED = -1e9
+
 
 def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
   return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
 
 
-def info_nce(z_q: jax.Array, z_k: jax.Array, bank: jax.Array, temperature: float) -> jax.Array:
-  """Eq. 1: mean over i of -log exp(q.k/t) / (exp(q.k/t) + sum_j exp(q.m_j/t))."""
-  positive = jnp.sum(z_q * z_k, axis=-1, keepdims=True)
-  logits = jnp.concatenate([positive, z_q @ bank.T], axis=-1) / temperature
+def bank_mask(bank_index: jax.Array, sample_index: jax.Array) -> jax.Array:
+  """(N, K) bool: True where bank row k may serve query i, i.e. holds another sample's key."""
+  return bank_index[None, :] != sample_index[:, None]
+
+
+def _bank_logits(z: jax.Array, bank: jax.Array, temperature: float,
+                 valid: jax.Array | None) -> jax.Array:
+  logits = (z @ bank.T) / temperature
+  return logits if valid is None else jnp.where(valid, logits, _EXCLUDED)
+
+
+def info_nce(z_q: jax.Array, z_k: jax.Array, bank: jax.Array, temperature: float,
+             valid: jax.Array | None = None) -> jax.Array:
+  """Eq. 1: mean over i of -log exp(q.k/t) / (exp(q.k/t) + sum_j exp(q.m_j/t)).
+
+  valid: optional (N, K) bool; bank entries where it is False are left out of query i's sum.
+  """
+  positive = jnp.sum(z_q * z_k, axis=-1, keepdims=True) / temperature
+  logits = jnp.concatenate([positive, _bank_logits(z_q, bank, temperature, valid)], axis=-1)
   return -jnp.mean(jax.nn.log_softmax(logits, axis=-1)[:, 0])
 
 
 def similarity_mining(z_q: jax.Array, z_k: jax.Array, bank: jax.Array, tau_q: float,
-                      tau_k: float) -> jax.Array:
+                      tau_k: float, valid: jax.Array | None = None) -> jax.Array:
   """Eq. 9: mean over i of -sum_j p_k^ij log p_q^ij over the memory bank.
 
   p_k = softmax(sim(z_k, M) / tau_k) is a fixed target (the offline stream carries no gradient).
+  valid: optional (N, K) bool; both distributions are taken over query i's valid entries only.
   """
-  p_k = jax.nn.softmax(jax.lax.stop_gradient(z_k @ bank.T) / tau_k, axis=-1)
-  log_p_q = jax.nn.log_softmax(z_q @ bank.T / tau_q, axis=-1)
+  p_k = jax.nn.softmax(jax.lax.stop_gradient(_bank_logits(z_k, bank, tau_k, valid)), axis=-1)
+  log_p_q = jax.nn.log_softmax(_bank_logits(z_q, bank, tau_q, valid), axis=-1)
   return -jnp.mean(jnp.sum(p_k * log_p_q, axis=-1))
 
 
-def enqueue(bank: jax.Array, pointer: jax.Array, keys: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Writes keys (N, D) into the ring buffer bank (K, D) from `pointer`, wrapping around.
-
-  Returns the new bank and pointer (pointer + N) mod K.
+def enqueue(bank: jax.Array, bank_index: jax.Array, pointer: jax.Array, keys: jax.Array,
+            sample_index: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Writes keys (N, D) and their sample indices (N,) into the ring buffer from `pointer`,
+  wrapping around. Returns the new bank (K, D), bank_index (K,) and pointer (pointer + N) mod K.
   """
   size = bank.shape[0]
   rows = (pointer + jnp.arange(keys.shape[0])) % size
-  return bank.at[rows].set(keys.astype(bank.dtype)), (pointer + keys.shape[0]) % size
+  return (bank.at[rows].set(keys.astype(bank.dtype)),
+          bank_index.at[rows].set(sample_index.astype(bank_index.dtype)),
+          (pointer + keys.shape[0]) % size)

@@ -87,18 +87,53 @@ def test_similarity_mining_is_cross_entropy_of_bank_distributions():
 
 def test_ring_buffer_wraps_around():
   bank = jnp.zeros((5, 2))
+  index = jnp.full((5,), -1, jnp.int32)
   keys = jnp.arange(8.0).reshape(4, 2) + 1
-  new, pointer = losses.enqueue(bank, jnp.asarray(3), keys)
+  new, new_index, pointer = losses.enqueue(bank, index, jnp.asarray(3), keys,
+                                           jnp.array([10, 11, 12, 13]))
   assert int(pointer) == 2
   np.testing.assert_array_equal(new[3], keys[0])
   np.testing.assert_array_equal(new[4], keys[1])
   np.testing.assert_array_equal(new[0], keys[2])
   np.testing.assert_array_equal(new[1], keys[3])
+  np.testing.assert_array_equal(new_index, [12, 13, -1, 10, 11])
   assert not np.asarray(new[2]).any()
   # First in, first out: the next write overwrites the oldest entry (row 2, then 3).
-  new, pointer = losses.enqueue(new, pointer, jnp.full((2, 2), 9.0))
+  new, new_index, pointer = losses.enqueue(new, new_index, pointer, jnp.full((2, 2), 9.0),
+                                           jnp.array([20, 21]))
   np.testing.assert_array_equal(new[2:4], 9.0)
+  np.testing.assert_array_equal(new_index, [12, 13, 20, 21, 11])
   assert int(pointer) == 4
+
+
+def test_own_keys_in_the_bank_are_excluded_from_both_losses():
+  """A constructed case: query 0's bank holds a stale copy of its own key (row 0, index 7), the
+  exact direction the query points in. Excluded, the losses equal those of a bank without that
+  row; included, InfoNCE treats the copy as a hard negative."""
+  rng = np.random.default_rng(3)
+  norm = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)
+  q = norm(rng.normal(size=(2, 8)))
+  k = norm(q + 0.1 * rng.normal(size=(2, 8)))
+  others = norm(rng.normal(size=(6, 8)))
+  bank = np.concatenate([k[:1], others])  # row 0: query 0's own key from an earlier epoch
+  bank_index = jnp.array([7, 1, 2, 3, 4, 5, 6])
+  sample_index = jnp.array([7, 9])  # query 1 (sample 9) has no copy in the bank
+  valid = losses.bank_mask(bank_index, sample_index)
+  np.testing.assert_array_equal(np.asarray(valid)[:, 0], [False, True])
+  assert np.asarray(valid)[:, 1:].all()
+  q, k, bank = jnp.asarray(q), jnp.asarray(k), jnp.asarray(bank)
+  for loss in (lambda q, k, b, v=None: losses.info_nce(q, k, b, 0.07, valid=v),
+               lambda q, k, b, v=None: losses.similarity_mining(q, k, b, 0.1, 0.04, valid=v)):
+    masked0 = loss(q[:1], k[:1], bank, valid[:1])
+    without_row = loss(q[:1], k[:1], bank[1:])
+    np.testing.assert_allclose(masked0, without_row, rtol=1e-5)
+    # Query 1 is untouched by the mask.
+    np.testing.assert_allclose(loss(q[1:], k[1:], bank, valid[1:]), loss(q[1:], k[1:], bank),
+                               rtol=1e-6)
+    assert np.isfinite(float(loss(q, k, bank, valid)))
+    assert np.isfinite(np.asarray(jax.grad(lambda z: loss(z, k, bank, valid))(q))).all()
+  assert float(losses.info_nce(q[:1], k[:1], bank, 0.07)) > float(
+      losses.info_nce(q[:1], k[:1], bank, 0.07, valid[:1])) + 0.5
 
 
 @pytest.mark.parametrize("activation", ["relu", "identity"])

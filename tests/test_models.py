@@ -252,3 +252,49 @@ def test_classifier():
   np.testing.assert_allclose(frames.mean(axis=1), features, rtol=1e-4, atol=1e-6)
   np.testing.assert_allclose(logits, features @ head["kernel"] + head["bias"], rtol=1e-4,
                              atol=1e-5)
+
+
+@pytest.mark.parametrize("frames,stride", [(12, 1), (13, 1), (12, 2), (13, 2)])
+def test_temporal_conv_and_its_gradient_match_lax_conv(frames, stride, monkeypatch):
+  """The hand-written VJP against autodiff of lax.conv_general_dilated; a small chunk budget
+  makes the weight gradient accumulate over several batch chunks."""
+  monkeypatch.setattr(models.stgcn, "_WEIGHT_GRAD_CHUNK_BYTES", 2000)
+  x = jax.random.normal(_key(0), (4, frames, 5, 3))
+  kernel = jax.random.normal(_key(1), (9, 1, 3, 6)) * 0.3
+  reference = lambda x, k: jax.lax.conv_general_dilated(
+      x, k, (stride, 1), ((4, 4), (0, 0)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  ours = lambda x, k: models.stgcn.temporal_conv(x, k, stride)
+  np.testing.assert_allclose(ours(x, kernel), reference(x, kernel), rtol=1e-5, atol=1e-5)
+  assert ours(x, kernel).shape == (4, -(-frames // stride), 5, 6)
+  weights = jax.random.normal(_key(2), reference(x, kernel).shape)
+  loss = lambda f: (lambda x, k: jnp.sum(jnp.sin(f(x, k)) * weights))
+  got = jax.grad(loss(ours), argnums=(0, 1))(x, kernel)
+  want = jax.grad(loss(reference), argnums=(0, 1))(x, kernel)
+  for g, w in zip(got, want):
+    np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("c,d", [(3, 8), (8, 8), (8, 4)])
+def test_graph_conv_equals_dense_then_aggregate(c, d):
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(2, 4, 25, c)).astype(np.float32))
+  adjacency = jnp.asarray(graph.get_layout("ntu").adjacency() * rng.uniform(
+      0.5, 2.0, size=(3, 25, 25)).astype(np.float32))
+  kernel = jnp.asarray(rng.normal(size=(c, 3 * d)).astype(np.float32))
+  bias = jnp.asarray(rng.normal(size=(3 * d,)).astype(np.float32))
+  expected = models.aggregate((x @ kernel + bias).reshape(2, 4, 25, 3, d), adjacency)
+  np.testing.assert_allclose(models.stgcn.graph_conv(x, adjacency, kernel, bias), expected,
+                             rtol=1e-4, atol=1e-4)
+
+
+def test_bfloat16_compute_keeps_float32_parameters_and_outputs():
+  model = models.ContrastiveNet(dtype=jnp.bfloat16)
+  x = _input("ntu", 20, 2)
+  variables = jax.jit(functools.partial(model.init, train=False))(_key(0), x)
+  assert all(leaf.dtype == jnp.float32 for leaf in jax.tree_util.tree_leaves(variables))
+  out = jax.jit(functools.partial(model.apply, train=False))(variables, x)
+  assert all(value.dtype == jnp.float32 for value in out.values())
+  reference = models.ContrastiveNet().apply(variables, x, train=False)
+  rel = np.linalg.norm(out["feature"] - reference["feature"]) / np.linalg.norm(
+      reference["feature"])
+  assert 0 < rel < 0.05, rel

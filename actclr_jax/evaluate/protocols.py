@@ -36,7 +36,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from actclr_jax import actionlet as actionlet_lib
 from actclr_jax import graph, visualize
 from actclr_jax.data import io, pipeline, pku_mmd, preprocess, streams, synthetic
-from actclr_jax.evaluate import ensemble, knn, linear, metrics, semi
+from actclr_jax.evaluate import bn_recalibration, ensemble, knn, linear, metrics, semi
 from actclr_jax.models import stgcn
 from actclr_jax.train import state as state_lib
 from actclr_jax.train import step as step_lib
@@ -181,7 +181,28 @@ def encoder_features(pre: Pretrained, arrays: pipeline.SplitArrays, data: traine
 
 
 def _feature_tag(config) -> str:
-  return f"{config.data.dataset}_{config.data.split}_{config.data.stream}_t{config.data.frames}"
+  tag = f"{config.data.dataset}_{config.data.split}_{config.data.stream}_t{config.data.frames}"
+  return tag + ("_bnrecal" if config.eval.bn_recalibration else "")
+
+
+def recalibrated(pre: Pretrained, data: trainer.Data, config) -> Pretrained:
+  """`pre` with its online BatchNorm statistics re-estimated on clean training data when config
+  key eval.bn_recalibration is set (bn_recalibration.py), else `pre` itself.
+
+  Batches of eval.bn_recalibration_batch_size samples in a fixed random order (seed 0), the
+  remainder dropped.
+  """
+  if not config.eval.bn_recalibration:
+    return pre
+  train = data.train
+  size = min(int(config.eval.bn_recalibration_batch_size), len(train))
+  order = np.random.default_rng(0).permutation(len(train))
+  batches = (streams.to_stream(np.asarray(train.data[np.sort(order[s:s + size])], np.float32),
+                               config.data.stream, data.layout)
+             for s in range(0, len(train) - size + 1, size))
+  batch_stats = bn_recalibration.recalibrate(state_lib.build_model(config), pre.params,
+                                             pre.batch_stats, batches)
+  return dataclasses.replace(pre, batch_stats=batch_stats)
 
 
 def cached_features(pre: Pretrained, data: trainer.Data, config, workdir: str) -> dict:
@@ -216,9 +237,10 @@ def cached_features(pre: Pretrained, data: trainer.Data, config, workdir: str) -
 def standardize(train_x: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
   """Features minus the train mean, over the train std (dimensions with std <= 1e-8 kept).
 
-  A frozen, affine-free BatchNorm in front of the linear layer (the MAE linear probe). Off by
-  default (config key eval.standardize_features), as in the ActCLR family's protocol; it
-  matters when the features barely vary between samples, e.g. after very short pretraining.
+  A frozen, affine-free BatchNorm in front of the linear layer (the MAE linear probe), and the
+  same transform before KNN. Off by default (config key eval.standardize_features), as in the
+  ActCLR family's protocol; it matters when the features barely vary between samples, e.g. for
+  a randomly initialised encoder, whose features have pairwise cosine ~0.999.
   """
   mean = train_x.mean(0)
   std = train_x.std(0)
@@ -261,23 +283,28 @@ def _finish(mode: str, config, workdir: str, step, checkpoint, result: dict,
 
 def run_knn(config, workdir: str) -> dict:
   start = time.time()
-  pre = restore_pretrained(workdir, config)
   data = load_eval_data(config)
+  pre = recalibrated(restore_pretrained(workdir, config), data, config)
   feature = config.eval.knn_feature
   train_x = encoder_features(pre, data.train, data, config, feature)
   val_x = encoder_features(pre, data.val, data, config, feature)
+  if config.eval.standardize_features:
+    train_x, val_x = standardize(train_x, val_x)
   accuracy = knn.knn_accuracy(train_x, data.train.labels, val_x, data.val.labels,
                               ks=tuple(config.eval.knn_ks),
                               temperature=config.eval.knn_temperature,
                               num_classes=config.data.num_classes)
   result = {f"top1_k{k}": v for k, v in accuracy.items()}
   result.update(feature=feature, feature_dim=int(train_x.shape[1]),
+                bn_recalibration=bool(config.eval.bn_recalibration),
+                standardize_features=bool(config.eval.standardize_features),
                 chance=100.0 / config.data.num_classes)
   return _finish("knn", config, workdir, pre.step, pre.path, result, start)
 
 
 def _linear(mode: str, pre: Pretrained, config, workdir: str, start: float) -> dict:
   data = load_eval_data(config)
+  pre = recalibrated(pre, data, config)
   feature_start = time.time()
   f = cached_features(pre, data, config, workdir)
   feature_seconds = time.time() - feature_start
@@ -295,6 +322,8 @@ def _linear(mode: str, pre: Pretrained, config, workdir: str, start: float) -> d
             "best_top1_over_epochs": out["best_top1"], "best_epoch": out["best_epoch"],
             "top5_at_best_epoch": out["top5_at_best"], "feature_seconds": feature_seconds,
             "train_seconds": out["seconds"], "top1_history": out["top1_history"],
+            "bn_recalibration": bool(config.eval.bn_recalibration),
+            "standardize_features": bool(config.eval.standardize_features),
             "chance": 100.0 / config.data.num_classes}
   return _finish(mode, config, workdir, pre.step, pre.path, result, start)
 

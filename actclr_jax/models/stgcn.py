@@ -9,6 +9,7 @@ actionlet (Eq. 3-5) and SAFP (Eq. 8) work on.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -29,10 +30,12 @@ def block_channels(hidden_channels: int, out_channels: int) -> tuple[int, ...]:
   return (hc, hc, hc, hc, 2 * hc, 2 * hc, 2 * hc, 4 * hc, 4 * hc, out_channels)
 
 
-def batch_norm(train: bool, name: str | None = None) -> nn.BatchNorm:
+def batch_norm(train: bool, name: str | None = None, dtype: Any = jnp.float32) -> nn.BatchNorm:
   # No axis_name: the trainer jits over a sharded global batch, so the batch
-  # statistics jnp computes are already global.
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name)
+  # statistics jnp computes are already global. Statistics and parameters stay float32
+  # (flax reduces in float32); `dtype` is the output's.
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
+                      param_dtype=jnp.float32, name=name)
 
 
 def aggregate(x: jax.Array, adjacency: jax.Array) -> jax.Array:
@@ -48,31 +51,146 @@ def aggregate(x: jax.Array, adjacency: jax.Array) -> jax.Array:
   return jnp.einsum("btvkc,kvw->btwc", x, adjacency)
 
 
+# --------------------------------------------------------------------------- temporal conv
+#
+# The temporal convolution holds about 85% of the encoder's FLOPs. On CPU, XLA runs the forward
+# convolution and its input gradient as fast GEMM-based kernels (YNNPACK), but its weight
+# gradient (a convolution whose contraction runs over the whole batch) takes a slow generic path
+# (about 10x the forward time at the last block), and the input gradient of a strided convolution
+# too. The VJP below keeps the fast kernels and writes the other two as GEMMs.
+
+_CONV_DIMS = ("NHWC", "HWIO", "NHWC")
+# Bytes of one im2col chunk in the weight gradient: small enough to stay in cache.
+_WEIGHT_GRAD_CHUNK_BYTES = 6 << 20
+
+
+def _conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+  pad = (kernel.shape[0] - 1) // 2
+  return jax.lax.conv_general_dilated(x, kernel, (stride, 1), ((pad, pad), (0, 0)),
+                                      dimension_numbers=_CONV_DIMS)
+
+
+def _chunks(batch: int, bytes_per_item: int) -> int:
+  """The fewest chunks (a divisor of batch) whose items take at most the chunk budget."""
+  for count in range(1, batch + 1):
+    if batch % count == 0 and (batch // count) * bytes_per_item <= _WEIGHT_GRAD_CHUNK_BYTES:
+      return count
+  return batch
+
+
+def _weight_grad(x: jax.Array, g: jax.Array, kernel_size: int, stride: int) -> jax.Array:
+  """d(loss)/d(kernel) (K, 1, C, D) from input x (B, T, V, C) and output cotangent g (B, T', V, D).
+
+  dW[k] = sum over (b, t', v) of x_pad[b, t' * stride + k, v]^T g[b, t', v]: one GEMM of the
+  im2col matrix against g, accumulated over batch chunks so that each chunk's columns stay in
+  cache.
+  """
+  b, _, v, c = x.shape
+  out_frames, d = g.shape[1], g.shape[-1]
+  pad = (kernel_size - 1) // 2
+  span = (out_frames - 1) * stride + 1
+  count = _chunks(b, out_frames * v * kernel_size * c * x.dtype.itemsize)
+  xs = x.reshape((count, b // count) + x.shape[1:])
+  gs = g.reshape((count, -1, d))
+
+  acc_dtype = jnp.promote_types(x.dtype, jnp.float32)
+
+  def accumulate(i, total):
+    xp = jnp.pad(xs[i], ((0, 0), (pad, pad), (0, 0), (0, 0)))
+    cols = jnp.concatenate([xp[:, k:k + span:stride] for k in range(kernel_size)], axis=-1)
+    return total + jnp.dot(cols.reshape(-1, kernel_size * c).T, gs[i],
+                           preferred_element_type=acc_dtype)
+
+  total = jax.lax.fori_loop(0, count, accumulate,
+                            jnp.zeros((kernel_size * c, d), acc_dtype))
+  return total.reshape(kernel_size, 1, c, d)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def temporal_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+  """'Same'-padded convolution over time: (B, T, V, C) * (K, 1, C, D) -> (B, T', V, D).
+
+  T' = ceil(T / stride). Equal to lax.conv_general_dilated (NHWC); only the VJP differs.
+  """
+  return _conv(x, kernel, stride)
+
+
+def _temporal_conv_fwd(x, kernel, stride):
+  return _conv(x, kernel, stride), (x, kernel)
+
+
+def _temporal_conv_bwd(stride, residuals, g):
+  x, kernel = residuals
+  g_full = g
+  if stride > 1:
+    # A strided output is every stride-th frame of the stride-1 output: spread the cotangent
+    # onto those frames (zeros between) and take the fast stride-1 input gradient.
+    frames = x.shape[1]
+    last = (g.shape[1] - 1) * stride + 1
+    g_full = jax.lax.pad(g, jnp.zeros((), g.dtype),
+                         ((0, 0, 0), (0, frames - last, stride - 1), (0, 0, 0), (0, 0, 0)))
+  dx = jax.vjp(lambda x_: _conv(x_, kernel, 1), x)[1](g_full)[0]
+  dw = _weight_grad(x, g, kernel.shape[0], stride).astype(kernel.dtype)
+  return dx, dw
+
+
+temporal_conv.defvjp(_temporal_conv_fwd, _temporal_conv_bwd)
+
+
 class TemporalConv(nn.Module):
   """Convolution over time with a (kernel, 1) filter on (B, T, V, C), 'same' padding.
 
-  Parameters match nn.Conv's ('kernel' (K, 1, C_in, C_out), 'bias'), but the conv is a sum
-  of K shifted matmuls: XLA's CPU convolution gradient is several times slower than this
-  (1.7 s against 7.9 s for the last block at batch 128), and on GPU both lower to GEMMs.
+  Parameters are nn.Conv's ('kernel' (K, 1, C_in, C_out), 'bias'); the computation is
+  `temporal_conv`, in `dtype`.
   """
 
   features: int
   kernel_size: int = 9
   stride: int = 1
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel = self.param("kernel", nn.initializers.lecun_normal(),
                         (self.kernel_size, 1, x.shape[-1], self.features), jnp.float32)
     bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
-    pad = (self.kernel_size - 1) // 2
-    frames = x.shape[1]
-    out_frames = (frames + 2 * pad - self.kernel_size) // self.stride + 1
-    padded = jnp.pad(x, ((0, 0), (pad, pad), (0, 0), (0, 0)))
-    span = (out_frames - 1) * self.stride + 1
-    y = sum(jnp.einsum("btvc,cd->btvd", padded[:, k:k + span:self.stride], kernel[k, 0])
-            for k in range(self.kernel_size))
-    return y + bias
+    y = temporal_conv(x.astype(self.dtype), kernel.astype(self.dtype), self.stride)
+    return y + bias.astype(self.dtype)
+
+
+class DenseParams(nn.Module):
+  """The parameters of nn.Dense(features) (same names, shapes and init), returned unused, for
+  layers that apply them in another order."""
+
+  in_features: int
+  features: int
+
+  @nn.compact
+  def __call__(self) -> tuple[jax.Array, jax.Array]:
+    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                        (self.in_features, self.features), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+    return kernel, bias
+
+
+def graph_conv(x: jax.Array, adjacency: jax.Array, kernel: jax.Array,
+               bias: jax.Array) -> jax.Array:
+  """ST-GCN spatial graph convolution: (B, T, V, C) -> (B, T, W, D).
+
+  The parameters are a 1x1 convolution to K subsets (kernel (C, K*D), bias (K*D,)), followed
+  by the aggregation with adjacency (K, V, W). Both maps are linear, so where C < D the
+  aggregation runs first, on the narrower tensor: sum_k (A_k^T x) W_k + sum_k colsum(A_k) b_k,
+  the same function with less memory traffic.
+  """
+  k, c = adjacency.shape[0], x.shape[-1]
+  d = kernel.shape[-1] // k
+  if c >= d:
+    y = x @ kernel + bias
+    return aggregate(y.reshape(y.shape[:3] + (k, d)), adjacency)
+  gathered = jnp.einsum("btvc,kvw->btwkc", x, adjacency).reshape(x.shape[:3] + (k * c,))
+  kernel_by_subset = kernel.reshape(c, k, d).transpose(1, 0, 2).reshape(k * c, d)
+  joint_bias = adjacency.sum(axis=1).T @ bias.reshape(k, d)  # (W, D)
+  return gathered @ kernel_by_subset + joint_bias
 
 
 class STGCNBlock(nn.Module):
@@ -80,6 +198,7 @@ class STGCNBlock(nn.Module):
 
   Graph conv (1x1 conv to K*features, aggregation with A * edge importance),
   then BN -> ReLU -> temporal conv -> BN -> dropout, plus the residual, then ReLU.
+  Computation in `dtype`; parameters and BatchNorm statistics stay float32.
   """
 
   layout: str
@@ -89,6 +208,7 @@ class STGCNBlock(nn.Module):
   dropout: float = 0.0
   edge_importance: bool = True
   temporal_kernel: int = 9
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -102,23 +222,22 @@ class STGCNBlock(nn.Module):
       importance = self.param("edge_importance", nn.initializers.ones, adjacency.shape, jnp.float32)
       adjacency = adjacency * importance
 
-    y = nn.Dense(num_subsets * self.features, name="gcn")(x)
-    y = y.reshape(y.shape[:3] + (num_subsets, self.features))
-    y = aggregate(y, adjacency)
-
-    y = batch_norm(train, "tcn_bn1")(y)
+    kernel, bias = DenseParams(x.shape[-1], num_subsets * self.features, name="gcn")()
+    y = graph_conv(*(a.astype(self.dtype) for a in (x, adjacency, kernel, bias)))
+    y = batch_norm(train, "tcn_bn1", self.dtype)(y)
     y = nn.relu(y)
-    y = TemporalConv(self.features, self.temporal_kernel, self.stride, name="tcn_conv")(y)
-    y = batch_norm(train, "tcn_bn2")(y)
+    y = TemporalConv(self.features, self.temporal_kernel, self.stride, dtype=self.dtype,
+                     name="tcn_conv")(y)
+    y = batch_norm(train, "tcn_bn2", self.dtype)(y)
     if self.dropout > 0:
       y = nn.Dropout(self.dropout, deterministic=not train)(y)
 
     if self.residual:
       if x.shape[-1] == self.features and self.stride == 1:
-        res = x
+        res = x.astype(self.dtype)
       else:
-        res = nn.Dense(self.features, name="res_conv")(x[:, ::self.stride])
-        res = batch_norm(train, "res_bn")(res)
+        res = nn.Dense(self.features, dtype=self.dtype, name="res_conv")(x[:, ::self.stride])
+        res = batch_norm(train, "res_bn", self.dtype)(res)
       y = y + res
     return nn.relu(y)
 
@@ -133,6 +252,8 @@ class STGCN(nn.Module):
   dropout: float = 0.5
   edge_importance: bool = True
   temporal_kernel: int = 9
+  # Compute dtype (float32 | bfloat16); parameters, BN statistics and the output stay float32.
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -157,9 +278,10 @@ class STGCN(nn.Module):
           dropout=self.dropout if i > 1 else 0.0,
           edge_importance=self.edge_importance,
           temporal_kernel=self.temporal_kernel,
+          dtype=self.dtype,
           name=f"block{i}")(x, train=train)
 
-    x = x.reshape((n, m) + x.shape[1:])  # (N, M, T', V, C)
+    x = x.astype(jnp.float32).reshape((n, m) + x.shape[1:])  # (N, M, T', V, C)
     return jnp.transpose(x, (0, 1, 4, 2, 3))
 
 
@@ -168,7 +290,7 @@ def encoder_from(module: nn.Module) -> "STGCN":
   return STGCN(layout=module.layout, in_channels=module.in_channels,
                hidden_channels=module.hidden_channels, out_channels=module.out_channels,
                dropout=module.dropout, edge_importance=module.edge_importance,
-               temporal_kernel=module.temporal_kernel)
+               temporal_kernel=module.temporal_kernel, dtype=module.dtype)
 
 
 def global_average_pool(h: jax.Array) -> jax.Array:
@@ -214,6 +336,7 @@ class ContrastiveNet(nn.Module):
   edge_importance: bool = True
   temporal_kernel: int = 9
   projection_dim: int = 128
+  dtype: Any = jnp.float32  # the encoder's compute dtype; the projector runs in float32
 
   def setup(self):
     self.encoder = encoder_from(self)
@@ -245,6 +368,7 @@ class Classifier(nn.Module):
   dropout: float = 0.5
   edge_importance: bool = True
   temporal_kernel: int = 9
+  dtype: Any = jnp.float32  # the encoder's compute dtype; the head runs in float32
 
   def setup(self):
     self.encoder = encoder_from(self)

@@ -1,16 +1,35 @@
-"""Train-step throughput: compile time and samples/s of both step variants.
+"""Train-step benchmark: compile time, throughput, XLA cost analysis, roofline and profile.
 
-  python -m actclr_jax.train.benchmark --batch_size=128 [--steps=5] [--layout=ntu --bodies=2]
+  python -m actclr_jax.train.benchmark --batch_size=128 [--steps=5] [--profile]
+      [--compute_dtype=bfloat16] [--accelerator=h100_sxm]
 
-Uses random inputs of the paper's shape (N, 3, 50, V, M) on every local device.
+For both step variants (plain MoCo v2 and ActCLR) on random inputs of the paper's shape
+(N, 3, 50, V, M), on every local device, it prints:
+  * compile seconds, and the median / min step time over --steps timed steps (after one warm-up);
+  * samples/s, the compiled step's FLOPs and bytes accessed (XLA's cost analysis) per sample,
+    and the achieved GFLOP/s;
+  * a roofline estimate for --accelerator: max(FLOPs / peak, bytes / bandwidth) per step, the
+    step rate no implementation of this HLO can beat there (XLA's byte count comes from this
+    backend's fusion decisions, so it is an estimate);
+  * with --profile, where the time goes: one profiled step, its XLA ops grouped by class
+    (temporal conv, graph conv, BatchNorm, RNG, augmentations, losses, optimizer, ...).
+The last line is all of it as JSON.
 """
 
 from __future__ import annotations
 
-import argparse
+import collections
+import glob
+import gzip
 import json
+import os
+import re
+import statistics
+import tempfile
 import time
 
+from absl import app
+from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,53 +40,164 @@ from actclr_jax.train import state as state_lib
 from actclr_jax.train import trainer
 from configs import default
 
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("batch_size", 128, "Global batch size.")
+flags.DEFINE_integer("steps", 5, "Timed steps per variant (after one warm-up step).")
+flags.DEFINE_integer("frames", 50, "T of the input.")
+flags.DEFINE_string("layout", "ntu", "Skeleton layout (V).")
+flags.DEFINE_integer("bodies", 2, "M of the input.")
+flags.DEFINE_enum("compute_dtype", "float32", ["float32", "bfloat16"], "Encoder compute dtype.")
+flags.DEFINE_string("accelerator", "h100_sxm", "Roofline target: a key of ACCELERATORS.")
+flags.DEFINE_bool("profile", False, "Profile one step of each variant and print op classes.")
+flags.DEFINE_list("variants", ["moco", "actclr"], "Step variants to run.")
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__)
-  parser.add_argument("--batch_size", type=int, default=128)
-  parser.add_argument("--steps", type=int, default=5)
-  parser.add_argument("--frames", type=int, default=50)
-  parser.add_argument("--layout", default="ntu")
-  parser.add_argument("--bodies", type=int, default=2)
-  args = parser.parse_args(argv)
+# Peak dense throughput and memory bandwidth. Source: NVIDIA H100 Tensor Core GPU datasheet
+# (2023): H100 SXM5 80GB: FP32 67 TFLOPS, TF32 tensor 494.7 TFLOPS (989.4 with sparsity),
+# BF16 tensor 989.4 TFLOPS (1979 with sparsity), HBM3 3.35 TB/s; H100 PCIe: FP32 51, TF32 378,
+# BF16 756 TFLOPS, HBM2e 2.0 TB/s. XLA on GPU runs float32 matmuls and convolutions as TF32 by
+# default (jax_default_matmul_precision), so float32 uses the TF32 peak.
+ACCELERATORS = {
+    "h100_sxm": {"name": "NVIDIA H100 SXM5 80GB", "float32": 494.7e12, "bfloat16": 989.4e12,
+                 "bandwidth": 3.35e12},
+    "h100_pcie": {"name": "NVIDIA H100 PCIe 80GB", "float32": 378e12, "bfloat16": 756e12,
+                  "bandwidth": 2.0e12},
+}
 
+# (class, substrings of the XLA op's source path) in match order: the first class that
+# matches names the op.
+OP_CLASSES = (
+    ("actionlet", ("actionlet", "dissimilarity", "activation_map", "weighted_pool")),
+    ("temporal conv", ("tcn_conv",)),
+    ("graph conv", ("btvkc", "btvc,kvw", "/gcn", "graph_conv")),
+    ("batchnorm", ("_bn", "data_bn", "BatchNorm")),
+    ("residual conv", ("res_conv",)),
+    ("rng", ("Dropout", "_uniform", "bernoulli", "random_bits", "threefry", "closed_call")),
+    ("relu / residual add", ("relu", "/add")),
+    ("projector", ("projector",)),
+    ("augmentations", ("shear", "rotate", "crop", "flip", "noise", "blur", "adain", "mix",
+                       "partner", "_matrix", "matmul3", "augment", "mats", "_presence")),
+    ("losses", ("info_nce", "similarity_mining", "log_softmax", "l2_normalize", "softmax",
+                "bank")),
+    ("optimizer / EMA", ("sgd", "ema", "optax", "apply_updates", "decayed", "trace",
+                         "scale_by")),
+)
+
+
+def op_class(op_name: str) -> str:
+  """The class of an XLA op from its metadata op_name (its JAX source path)."""
+  for name, keys in OP_CLASSES:
+    if any(k in op_name for k in keys):
+      return name
+  return "encoder other" if "encoder" in op_name else "other"
+
+
+def profile_step(compiled, run) -> dict[str, float]:
+  """Seconds per op class of one call of run() (which calls `compiled`), from a jax.profiler
+  trace. Ops that run concurrently both count, so the total can exceed the wall time."""
+  hlo = compiled.as_text()
+  op_names = dict(re.findall(r"^\s*%?([\w.\-]+) = [^\n]*?metadata=\{op_name=\"([^\"]*)\"", hlo,
+                             re.M))
+  with tempfile.TemporaryDirectory() as trace_dir:
+    with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
+      jax.block_until_ready(run())
+    trace_file = glob.glob(os.path.join(trace_dir, "**", "*.trace.json.gz"), recursive=True)[0]
+    with gzip.open(trace_file) as f:
+      events = json.load(f)
+  events = events["traceEvents"] if isinstance(events, dict) else events
+  seconds = collections.Counter()
+  for event in events:
+    if event.get("ph") == "X" and event.get("name") in op_names:
+      seconds[op_class(op_names[event["name"]])] += event.get("dur", 0) / 1e6
+  return dict(seconds.most_common())
+
+
+def roofline(flops: float, bytes_accessed: float, batch: int, accelerator: str,
+             dtype: str) -> dict:
+  """The step rate bound on `accelerator` for a step of `flops` and `bytes_accessed`."""
+  spec = ACCELERATORS[accelerator]
+  compute_s, memory_s = flops / spec[dtype], bytes_accessed / spec["bandwidth"]
+  step_s = max(compute_s, memory_s)
+  return {"accelerator": spec["name"], "peak_flops": spec[dtype], "bandwidth": spec["bandwidth"],
+          "compute_seconds": compute_s, "memory_seconds": memory_s,
+          "bound": "memory" if memory_s > compute_s else "compute",
+          "samples_per_second": batch / step_s}
+
+
+def benchmark_variant(steps_fn, config, model, tx, x, batch, use_actionlet: bool) -> dict:
+  state = state_lib.create_train_state(config, model, tx, x.mean(0), 0)
+  state = jax.device_put(state, NamedSharding(batch["data"].sharding.mesh, P()))
+  start = time.perf_counter()
+  compiled = steps_fn[use_actionlet].lower(state, batch).compile()
+  compile_seconds = time.perf_counter() - start
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  box = [state]
+
+  def run():
+    box[0], metrics = compiled(box[0], batch)
+    return metrics
+
+  jax.block_until_ready(run())
+  times = []
+  for _ in range(FLAGS.steps):
+    start = time.perf_counter()
+    jax.block_until_ready(run())
+    times.append(time.perf_counter() - start)
+  median = statistics.median(times)
+  n = FLAGS.batch_size
+  flops, bytes_accessed = float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0))
+  result = {"compile_seconds": compile_seconds, "step_seconds_median": median,
+            "step_seconds_min": min(times), "samples_per_second": n / median,
+            "samples_per_second_best": n / min(times), "gflop_per_sample": flops / n / 1e9,
+            "gbytes_per_sample": bytes_accessed / n / 1e9,
+            "achieved_gflops": flops / median / 1e9,
+            "roofline": roofline(flops, bytes_accessed, n, FLAGS.accelerator,
+                                 FLAGS.compute_dtype)}
+  if FLAGS.profile:
+    result["profile_seconds"] = profile_step(compiled, run)
+  return result
+
+
+def main(argv):
+  del argv
   config = default.get_config()
-  config.batch_size = args.batch_size
-  config.data.layout = args.layout
-  config.data.frames = args.frames
-  layout = graph.get_layout(args.layout)
+  config.batch_size = FLAGS.batch_size
+  config.data.layout = FLAGS.layout
+  config.data.frames = FLAGS.frames
+  config.model.compute_dtype = FLAGS.compute_dtype
+  layout = graph.get_layout(FLAGS.layout)
   mesh = trainer.make_mesh()
   model = state_lib.build_model(config)
   tx = state_lib.build_optimizer(config, steps_per_epoch=1000)
   ema_tx = state_lib.ema_transform(config)
   rng = np.random.default_rng(0)
-  shape = (args.batch_size, 3, args.frames, layout.num_joints, args.bodies)
+  shape = (FLAGS.batch_size, 3, FLAGS.frames, layout.num_joints, FLAGS.bodies)
   x = (rng.normal(size=shape) * 0.2).astype(np.float32)
-  batch = {"data": jax.device_put(jnp.asarray(x), NamedSharding(mesh, P("data")))}
-  steps = trainer.jit_train_steps(config, model, tx, ema_tx, layout, mesh)
-  results = {"devices": [str(d) for d in jax.devices()], "batch_size": args.batch_size,
-             "input_shape": list(shape)}
-  for use_actionlet in (False, True):
-    state = state_lib.create_train_state(config, model, tx, x.mean(0), jax.random.PRNGKey(0))
-    state = jax.device_put(state, NamedSharding(mesh, P()))
-    start = time.perf_counter()
-    compiled = steps[use_actionlet].lower(state, batch).compile()
-    compile_seconds = time.perf_counter() - start
-    state, metrics = compiled(state, batch)
-    jax.block_until_ready(metrics)
-    start = time.perf_counter()
-    for _ in range(args.steps):
-      state, metrics = compiled(state, batch)
-    jax.block_until_ready(metrics)
-    seconds = (time.perf_counter() - start) / args.steps
-    name = "actclr" if use_actionlet else "moco"
-    results[name] = {"compile_seconds": round(compile_seconds, 2),
-                     "step_seconds": round(seconds, 4),
-                     "samples_per_second": round(args.batch_size / seconds, 1)}
-    print(f"{name:7s} compile {compile_seconds:7.2f} s | step {seconds * 1e3:9.1f} ms | "
-          f"{args.batch_size / seconds:9.1f} samples/s", flush=True)
+  batch = jax.device_put({"data": jnp.asarray(x),
+                          "index": jnp.arange(FLAGS.batch_size, dtype=jnp.int32)},
+                         NamedSharding(mesh, P("data")))
+  steps_fn = trainer.jit_train_steps(config, model, tx, ema_tx, layout, mesh)
+  results = {"devices": [str(d) for d in jax.devices()], "batch_size": FLAGS.batch_size,
+             "input_shape": list(shape), "compute_dtype": FLAGS.compute_dtype,
+             "rng_impl": config.rng_impl, "jax": jax.__version__}
+  for name in FLAGS.variants:
+    r = benchmark_variant(steps_fn, config, model, tx, x, batch, name == "actclr")
+    results[name] = r
+    roof = r["roofline"]
+    print(f"{name:7s} compile {r['compile_seconds']:6.1f} s | step {r['step_seconds_median']:7.3f} s"
+          f" (min {r['step_seconds_min']:.3f}) | {r['samples_per_second']:7.1f} samples/s | "
+          f"{r['gflop_per_sample']:.2f} GFLOP, {r['gbytes_per_sample']:.2f} GB per sample | "
+          f"{r['achieved_gflops']:6.1f} GFLOP/s achieved", flush=True)
+    print(f"        roofline on {roof['accelerator']} ({FLAGS.compute_dtype}): "
+          f"{roof['samples_per_second']:,.0f} samples/s, {roof['bound']}-bound "
+          f"(compute {roof['compute_seconds'] * 1e3:.2f} ms, memory "
+          f"{roof['memory_seconds'] * 1e3:.2f} ms per step)", flush=True)
+    if "profile_seconds" in r:
+      total = sum(r["profile_seconds"].values())
+      for cls, sec in r["profile_seconds"].items():
+        print(f"        {cls:22s} {sec:7.3f} s  {100 * sec / total:5.1f}%", flush=True)
   print(json.dumps(results))
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

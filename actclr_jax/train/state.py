@@ -27,8 +27,11 @@ class TrainState:
     ema_state: optax.EmaState whose `ema` holds the offline (momentum) params.
     ema_batch_stats: offline BatchNorm statistics (updated by the offline forward passes).
     bank: (K, D) memory bank of normalised keys, a ring buffer.
+    bank_index: (K,) int32 training-sample index of each bank row's key; -1 for the random
+      rows the bank starts with.
     bank_pointer: next row of the bank to write.
-    rng: PRNG key of the next step.
+    rng: raw key data (uint32) of the next step's PRNG key, of implementation
+      config.rng_impl; `step_key` wraps it.
     anchor: (C, T, V, M) static anchor (Eq. 2).
   """
   step: jax.Array
@@ -38,6 +41,7 @@ class TrainState:
   ema_state: optax.EmaState
   ema_batch_stats: Any
   bank: jax.Array
+  bank_index: jax.Array
   bank_pointer: jax.Array
   rng: jax.Array
   anchor: jax.Array
@@ -47,19 +51,55 @@ class TrainState:
     return self.ema_state.ema
 
 
+def new_key(config: ml_collections.ConfigDict, seed: int) -> jax.Array:
+  """A typed PRNG key of implementation config.rng_impl."""
+  return jax.random.key(seed, impl=config.rng_impl)
+
+
+def step_key(config: ml_collections.ConfigDict, state: "TrainState") -> jax.Array:
+  """The state's PRNG key as a typed key. The state stores raw key data, which orbax saves as
+  a plain array."""
+  return jax.random.wrap_key_data(state.rng, impl=config.rng_impl)
+
+
 def build_model(config: ml_collections.ConfigDict, in_channels: int = 3) -> stgcn.ContrastiveNet:
   return stgcn.ContrastiveNet(
       layout=config.data.layout, in_channels=in_channels,
       hidden_channels=config.model.hidden_channels, out_channels=config.model.out_channels,
       dropout=config.model.dropout, edge_importance=config.model.edge_importance,
-      projection_dim=config.model.projection_dim)
+      projection_dim=config.model.projection_dim, dtype=compute_dtype(config))
+
+
+def compute_dtype(config: ml_collections.ConfigDict):
+  """The encoder's compute dtype (config key model.compute_dtype: float32 | bfloat16)."""
+  dtypes = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+  if config.model.compute_dtype not in dtypes:
+    raise ValueError(f"config key model.compute_dtype={config.model.compute_dtype!r}: "
+                     f"expected one of {sorted(dtypes)}")
+  return dtypes[config.model.compute_dtype]
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
-  """Base lr scaled linearly with batch size (per 128), x decay at the configured epochs."""
+  """Base lr scaled linearly with batch size (per 128), with a fresh schedule for phase 2.
+
+  Phase 1 (epochs before actionlet.start_epoch) decays by lr_decay_factor at each of
+  lr_decay_epochs; phase 2 starts again from the base lr and decays at actionlet.lr_decay_epochs,
+  counted from start_epoch (the authors run phase 2 as a new schedule). When start_epoch is at or
+  beyond num_epochs there is one phase.
+  """
   base = config.learning_rate * config.batch_size / 128
-  return optax.piecewise_constant_schedule(
-      base, {int(e * steps_per_epoch): config.lr_decay_factor for e in config.lr_decay_epochs})
+  factor = config.lr_decay_factor
+  start = config.actionlet.start_epoch
+
+  def decays(epochs, offset=0):
+    return {int((offset + e) * steps_per_epoch): factor for e in epochs}
+
+  if start >= config.num_epochs:
+    return optax.piecewise_constant_schedule(base, decays(config.lr_decay_epochs))
+  phase1 = optax.piecewise_constant_schedule(
+      base, decays([e for e in config.lr_decay_epochs if e < start]))
+  phase2 = optax.piecewise_constant_schedule(base, decays(config.actionlet.lr_decay_epochs))
+  return optax.join_schedules([phase1, phase2], [int(start * steps_per_epoch)])
 
 
 def build_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.GradientTransformation:
@@ -80,9 +120,9 @@ def ema_transform(config: ml_collections.ConfigDict) -> optax.GradientTransforma
 
 def create_train_state(config: ml_collections.ConfigDict, model: stgcn.ContrastiveNet,
                        tx: optax.GradientTransformation, anchor: np.ndarray,
-                       rng: jax.Array) -> TrainState:
+                       seed: int) -> TrainState:
   """Initialises the online and offline networks identically, and a random unit-norm bank."""
-  init_rng, bank_rng, step_rng = jax.random.split(rng, 3)
+  init_rng, bank_rng, step_rng = jax.random.split(new_key(config, seed), 3)
   variables = model.init({"params": init_rng, "dropout": init_rng}, jnp.asarray(anchor)[None],
                          train=False)
   params, batch_stats = variables["params"], variables["batch_stats"]
@@ -93,5 +133,7 @@ def create_train_state(config: ml_collections.ConfigDict, model: stgcn.Contrasti
       opt_state=tx.init(params),
       # Copies: the step donates the state, and donated buffers must not alias.
       ema_state=optax.EmaState(count=jnp.zeros([], jnp.int32), ema=jax.tree.map(jnp.copy, params)),
-      ema_batch_stats=jax.tree.map(jnp.copy, batch_stats), bank=bank, bank_pointer=jnp.zeros([], jnp.int32),
-      rng=step_rng, anchor=jnp.asarray(anchor, jnp.float32))
+      ema_batch_stats=jax.tree.map(jnp.copy, batch_stats), bank=bank,
+      bank_index=jnp.full((config.moco.bank_size,), -1, jnp.int32),
+      bank_pointer=jnp.zeros([], jnp.int32),
+      rng=jax.random.key_data(step_rng), anchor=jnp.asarray(anchor, jnp.float32))

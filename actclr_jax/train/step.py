@@ -1,7 +1,7 @@
 """The ActCLR train step: a pure function of (state, batch), jitted by the trainer.
 
-Two static variants: plain MoCo v2 (before `actionlet.start_epoch`) and ActCLR
-(actionlet, MATS and SAFP).
+Two static variants: plain MoCo v2 (before `actionlet.start_epoch`, or throughout with
+`actionlet.enabled=False`) and ActCLR (actionlet, MATS and SAFP).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import optax
 
 from actclr_jax import actionlet, augment, graph, losses
 from actclr_jax.models import stgcn
+from actclr_jax.train import state as state_lib
 from actclr_jax.train.state import TrainState
 
 
@@ -37,72 +38,122 @@ def offline_actionlet(config, model, variables, dense, anchor_z, layout, frames)
                              grad_activation=config.actionlet.grad_activation)
 
 
+def offline_forward(model, variables, x, extra, *, splits: int, dropout_key, shuffle_key):
+  """The offline network in train mode on x (N, C, T, V, M), with Shuffle-BN.
+
+  MoCo's Shuffle-BN (Sec. 3.3) computes the keys' BatchNorm statistics on other sample groups
+  than the queries', so that InfoNCE cannot find a query's key through the statistics the two
+  share. On one device this is: permute the batch, split it into `splits` sub-batches, and
+  normalise each sub-batch by its own statistics. `extra` (E, C, T, V, M) samples (the static
+  anchor) join every sub-batch and come back averaged over them. splits=1 is one ordinary
+  forward over x and extra together.
+
+  Returns:
+    (outputs of x (dict of (N, ...)), outputs of extra (dict of (E, ...)), new batch_stats: the
+    mean over sub-batches of the per-sub-batch running-statistics updates).
+  """
+  n, e = x.shape[0], extra.shape[0]
+  if splits == 1:
+    out, updates = model.apply(variables, jnp.concatenate([x, extra]), train=True,
+                               mutable=["batch_stats"], rngs={"dropout": dropout_key})
+    return (jax.tree.map(lambda a: a[:n], out), jax.tree.map(lambda a: a[n:], out),
+            updates["batch_stats"])
+  if n % splits:
+    raise ValueError(f"config key moco.shuffle_bn_splits={splits} does not divide the batch "
+                     f"of {n}")
+  order = jax.random.permutation(shuffle_key, n)
+  groups = x[order].reshape((splits, n // splits) + x.shape[1:])
+  groups = jnp.concatenate([groups, jnp.broadcast_to(extra, (splits,) + extra.shape)], axis=1)
+
+  def forward(group, key):
+    out, updates = model.apply(variables, group, train=True, mutable=["batch_stats"],
+                               rngs={"dropout": key})
+    return out, updates["batch_stats"]
+
+  out, stats = jax.vmap(forward)(groups, jax.random.split(dropout_key, splits))
+  restore = jnp.argsort(order)
+  own = jax.tree.map(lambda a: a[:, :n // splits].reshape((n,) + a.shape[2:])[restore], out)
+  shared = jax.tree.map(lambda a: a[:, n // splits:].mean(axis=0), out)
+  return own, shared, jax.tree.map(lambda a: a.mean(axis=0), stats)
+
+
 def train_step(state: TrainState, batch: dict, *, config: ml_collections.ConfigDict,
                model: stgcn.ContrastiveNet, tx: optax.GradientTransformation,
                ema_tx: optax.GradientTransformation, layout: graph.Layout,
                use_actionlet: bool) -> tuple[TrainState, dict]:
-  """One pretraining step on batch['data'] (N, C, T, V, M). Returns the new state and metrics.
+  """One pretraining step on batch['data'] (N, C, T, V, M) with batch['index'] (N,), the
+  samples' training-set indices (which keep each query away from its own keys in the bank).
+  Returns the new state and metrics.
 
   A step whose loss is not finite leaves the state unchanged and reports finite = 0.
   """
-  rng, key_rng, query_rng, query_dropout, key_dropout = jax.random.split(state.rng, 5)
-  x = batch["data"]
+  (rng, flip_rng, key_rng, query_rng, query_dropout, key_dropout,
+   shuffle_rng) = jax.random.split(state_lib.step_key(config, state), 7)
+  x, index = batch["data"], batch["index"]
   n, frames = x.shape[0], x.shape[2]
   aug = config.augment
+  x = augment.sample_flip(flip_rng, x, layout, aug)
   x_k = augment.key_view(key_rng, x, layout, aug)
 
   offline = {"params": state.ema_params, "batch_stats": state.ema_batch_stats}
   metrics = {}
   if use_actionlet:
     anchor = state.anchor if config.actionlet.anchor == "dataset" else jnp.mean(x, axis=0)
-    inputs = jnp.concatenate([x_k, anchor[None]], axis=0)
+    extra = anchor[None]
   else:
-    inputs = x_k
-  out_k, offline_updates = model.apply(offline, inputs, train=True, mutable=["batch_stats"],
-                                       rngs={"dropout": key_dropout})
+    extra = x_k[:0]
+  out_k, out_anchor, ema_batch_stats = offline_forward(
+      model, offline, x_k, extra, splits=config.moco.shuffle_bn_splits, dropout_key=key_dropout,
+      shuffle_key=shuffle_rng)
   if use_actionlet:
-    dense = out_k["dense"][:n]
-    mask_dense, mask_input = offline_actionlet(config, model, offline, dense, out_k["z"][n],
+    dense = out_k["dense"]
+    mask_dense, mask_input = offline_actionlet(config, model, offline, dense, out_anchor["z"][0],
                                                layout, frames)
     if config.actionlet.safp:
       z_safp = model.apply(offline, stgcn.weighted_pool(dense, mask_dense), method=model.project)
       mix = config.actionlet.safp_gap_mix
-      z_k = mix * out_k["z"][:n] + (1.0 - mix) * z_safp
+      z_k = mix * out_k["z"] + (1.0 - mix) * z_safp
     else:
-      z_k = out_k["z"][:n]
+      z_k = out_k["z"]
     if config.actionlet.mats:
       x_q = augment.mats(query_rng, x, mask_input, layout, aug)
     else:
-      x_q = augment.query_view(query_rng, x, layout, aug)
+      x_q = augment.actionlet_transform(query_rng, x, None, layout, aug)[0]
     metrics["actionlet_area"] = jnp.mean(mask_input)
   else:
     z_k = out_k["z"]
     x_q = augment.query_view(query_rng, x, layout, aug)
   z_k = jax.lax.stop_gradient(losses.l2_normalize(z_k))
+  valid = losses.bank_mask(state.bank_index, index)
 
   def loss_fn(params):
     out_q, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, x_q,
                                  train=True, mutable=["batch_stats"],
                                  rngs={"dropout": query_dropout})
     z_q = losses.l2_normalize(out_q["z"])
-    nce = losses.info_nce(z_q, z_k, state.bank, config.moco.temperature)
-    mining = losses.similarity_mining(z_q, z_k, state.bank, config.loss.tau_q, config.loss.tau_k)
+    nce = losses.info_nce(z_q, z_k, state.bank, config.moco.temperature, valid)
+    mining = losses.similarity_mining(z_q, z_k, state.bank, config.loss.tau_q, config.loss.tau_k,
+                                      valid)
     loss = config.loss.infonce_weight * nce + config.loss.mining_weight * mining
-    return loss, (updates["batch_stats"], nce, mining)
+    positive = jnp.mean(jnp.sum(z_q * z_k, axis=-1))
+    return loss, (updates["batch_stats"], nce, mining, positive)
 
-  (loss, (batch_stats, nce, mining)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-      state.params)
+  (loss, (batch_stats, nce, mining, positive)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   _, ema_state = ema_tx.update(params, state.ema_state)
-  bank, bank_pointer = losses.enqueue(state.bank, state.bank_pointer, z_k)
+  bank, bank_index, bank_pointer = losses.enqueue(state.bank, state.bank_index,
+                                                  state.bank_pointer, z_k, index)
   new_state = state.replace(
       step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state,
-      ema_state=ema_state, ema_batch_stats=offline_updates["batch_stats"], bank=bank,
-      bank_pointer=bank_pointer, rng=rng)
+      ema_state=ema_state, ema_batch_stats=ema_batch_stats, bank=bank, bank_index=bank_index,
+      bank_pointer=bank_pointer, rng=jax.random.key_data(rng))
   finite = jnp.isfinite(loss)
   new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
-  metrics.update(loss=loss, infonce=nce, mining=mining, finite=finite.astype(jnp.float32))
+  metrics.update(loss=loss, infonce=nce, mining=mining, positive_similarity=positive,
+                 own_keys_in_bank=jnp.mean(jnp.sum(~valid, axis=1)),
+                 finite=finite.astype(jnp.float32))
   return new_state, metrics
 
 

@@ -53,6 +53,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.eval_batch_size % jax.device_count():
     raise ValueError(f"config key eval_batch_size={config.eval_batch_size} is not divisible by "
                      f"the {jax.device_count()} devices")
+  if config.moco.shuffle_bn_splits < 1 or config.batch_size % config.moco.shuffle_bn_splits:
+    raise ValueError(f"config key moco.shuffle_bn_splits={config.moco.shuffle_bn_splits} must "
+                     f"be >= 1 and divide batch_size={config.batch_size}")
   if config.moco.bank_size < config.batch_size:
     raise ValueError(f"config key moco.bank_size={config.moco.bank_size} is smaller than "
                      f"batch_size={config.batch_size}")
@@ -175,6 +178,14 @@ class Monitor:
     accuracy = knn.knn_accuracy(train_features, data.train.labels, val_features, data.val.labels,
                                 ks=(config.knn_k,), num_classes=config.data.num_classes)
     result = {f"knn_top1_k{config.knn_k}": float(accuracy[config.knn_k])}
+    # The same on features standardised by the training set's mean and std: the untrained
+    # network's raw features are nearly constant, and this baseline is the fair one.
+    mean, std = train_features.mean(0), train_features.std(0)
+    std = np.where(std > 1e-8, std, 1.0)
+    accuracy = knn.knn_accuracy((train_features - mean) / std, data.train.labels,
+                                (val_features - mean) / std, data.val.labels,
+                                ks=(config.knn_k,), num_classes=config.data.num_classes)
+    result[f"knn_standardized_top1_k{config.knn_k}"] = float(accuracy[config.knn_k])
     if data.val.actionlet is not None:
       result.update(self.actionlet_iou(state))
     return result
@@ -220,7 +231,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   manager = checkpoint_manager(workdir, config)
   init = lambda anchor: state_lib.create_train_state(config, model, tx, anchor,
-                                                     jax.random.PRNGKey(config.seed))
+                                                     config.seed)
   latest = manager.latest_step()
   if latest is None:
     anchor = pipeline.mean_sequence(data.train, stream=config.data.stream, layout=data.layout)
@@ -255,6 +266,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   log = MetricsLog(workdir)
   monitor = Monitor(config, model, data, batch_sharding)
   pending, last_monitor, first_monitor = [], {}, {}
+  epoch_sums, epoch_count = {}, 0
   if step == 0 and config.knn_at_start:
     # The untrained encoder's KNN is the baseline that pretraining must beat.
     last_monitor = first_monitor = monitor(state)
@@ -265,14 +277,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   try:
     while step < total_steps:
       batch = next(iterator)
-      use_actionlet = epoch >= config.actionlet.start_epoch
-      state, metrics = steps[use_actionlet](state, to_global({"data": batch["data"]},
-                                                             batch_sharding))
+      use_actionlet = config.actionlet.enabled and epoch >= config.actionlet.start_epoch
+      state, metrics = steps[use_actionlet](state, to_global(
+          {"data": batch["data"], "index": batch["index"]}, batch_sharding))
       pending.append(metrics)
       step += 1
       epoch_done = step % data.steps_per_epoch == 0
       if step % config.log_every_steps == 0 or epoch_done or step == total_steps:
         scalars = _summarize(pending, step - len(pending) + 1)
+        for k, v in scalars.items():
+          epoch_sums[k] = epoch_sums.get(k, 0.0) + v * len(pending)
+        epoch_count += len(pending)
         pending = []
         rate = (step - timer_step) * config.batch_size / (time.time() - timer)
         timer, timer_step = time.time(), step
@@ -287,6 +302,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             else "", rate, _format_eta((total_steps - step) * config.batch_size / max(rate, 1e-9)))
       if epoch_done:
         epoch += 1
+        log.write(step, {"epoch_end": epoch, "phase": 2 if use_actionlet else 1,
+                         **{f"epoch_{k}": v / epoch_count for k, v in epoch_sums.items()}})
+        epoch_sums, epoch_count = {}, 0
         if epoch % config.knn_every_epochs == 0 or step == total_steps:
           last_monitor = monitor(state)
           log.write(step, last_monitor)
@@ -308,13 +326,65 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   summary = {"step": step, "epochs": config.num_epochs,
              "wall_seconds": time.time() - start_time, **last_monitor,
              **{f"untrained_{k}": v for k, v in first_monitor.items()}}
-  logging.info("pretraining finished after %d steps in %.0f s: %s", step, summary["wall_seconds"],
-               ", ".join(f"{k} {v:.4f}" for k, v in summary.items()
-                         if k not in ("step", "epochs", "wall_seconds")))
   if jax.process_index() == 0:
+    summary["per_epoch"] = epoch_table(os.path.join(workdir, "metrics.jsonl"))
     with open(os.path.join(workdir, "pretrain_summary.json"), "w") as f:
       json.dump(summary, f, indent=2)
+    print(format_summary(summary), flush=True)
   return summary
+
+
+def epoch_table(metrics_path: str) -> list[dict]:
+  """One row per epoch (0: before training) from metrics.jsonl: the epoch's mean loss terms and
+  phase, and the monitor's values when it ran. A step logged twice (a resumed run) keeps its
+  last record."""
+  by_step = {}
+  with open(metrics_path) as f:
+    for line in f:
+      record = json.loads(line)
+      by_step.setdefault(record["step"], {}).update(record)
+  rows = {}
+  for step_, record in sorted(by_step.items()):
+    epoch = int(record["epoch_end"]) if "epoch_end" in record else (0 if step_ == 0 else None)
+    if epoch is None:
+      continue
+    keep = {k: v for k, v in record.items()
+            if k in ("phase", "knn_top1_k20", "knn_standardized_top1_k20", "actionlet_iou",
+                     "random_mask_iou")
+            or k.startswith("epoch_")}
+    rows.setdefault(epoch, {"epoch": epoch}).update(keep)
+  return [rows[e] for e in sorted(rows)]
+
+
+def format_summary(summary: dict) -> str:
+  """The run's result as a short table: per epoch the loss, KNN and actionlet IoU, then the
+  untrained network against the trained one."""
+  rows = summary.get("per_epoch", [])
+  has_iou = any("actionlet_iou" in r for r in rows)
+  head = "epoch | phase | loss    | infonce | mining  | KNN k=20 | KNN std."
+  head += " | actionlet IoU | same-area random IoU" if has_iou else ""
+  lines = ["", f"pretraining finished: {summary['step']} steps in {summary['wall_seconds']:.0f} s",
+           head]
+  cell = lambda r, k, fmt: (fmt % r[k]) if k in r else "-".rjust(len(fmt % 0.0))
+  for r in rows:
+    line = (f"{r['epoch']:5d} | {('-' if 'phase' not in r else r['phase']):>5} | "
+            f"{cell(r, 'epoch_loss', '%7.4f')} | {cell(r, 'epoch_infonce', '%7.4f')} | "
+            f"{cell(r, 'epoch_mining', '%7.4f')} | {cell(r, 'knn_top1_k20', '%8.2f')} | "
+            f"{cell(r, 'knn_standardized_top1_k20', '%8.2f')}")
+    if has_iou:
+      line += (f" | {cell(r, 'actionlet_iou', '%13.3f')} | "
+               f"{cell(r, 'random_mask_iou', '%20.3f')}")
+    lines.append(line)
+  for key, name in (("knn_top1_k20", "KNN k=20"),
+                    ("knn_standardized_top1_k20", "KNN k=20, standardised features")):
+    if f"untrained_{key}" in summary and key in summary:
+      lines.append(f"{name}: untrained {summary[f'untrained_{key}']:.2f} -> trained "
+                   f"{summary[key]:.2f}")
+  if "untrained_actionlet_iou" in summary and "actionlet_iou" in summary:
+    lines.append(f"actionlet IoU: untrained {summary['untrained_actionlet_iou']:.3f} -> trained "
+                 f"{summary['actionlet_iou']:.3f} (same-area random mask "
+                 f"{summary['random_mask_iou']:.3f})")
+  return "\n".join(lines)
 
 
 def _summarize(pending: list, first_step: int) -> dict:

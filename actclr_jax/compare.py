@@ -1,0 +1,200 @@
+"""Random encoder vs MoCo v2 vs ActCLR on one data set, over several seeds.
+
+  python -m actclr_jax.compare --config=configs/msr.py --workdir=runs/compare_msr --seeds=0,1,2
+
+For every seed s, in {workdir}/seed{s}/:
+  phase1/  plain MoCo v2 for actionlet.start_epoch epochs;
+  moco/    phase 1's last checkpoint, continued to num_epochs as plain MoCo v2
+           (actionlet.enabled=False, the same phase-2 learning-rate schedule);
+  actclr/  phase 1's last checkpoint, continued to num_epochs with the actionlet, MATS, SAFP;
+  random/  the randomly initialised network of the same seed (num_epochs=0).
+So MoCo v2 and ActCLR share phase 1 and differ only in phase 2. Each encoder is then evaluated by
+KNN (k=20) and the linear protocol (final and best top-1) under three feature protocols:
+  standardized  features standardised with the training set's mean and std (the primary one,
+                chosen before any run: a random encoder's raw features are nearly constant);
+  as_trained    the family's protocol: inference-mode features, raw;
+  bn_recal      BatchNorm statistics re-estimated on clean training data, raw features.
+It prints a mean +- std table over seeds and writes {workdir}/compare.json. Finished runs and
+evaluations are reused when the command is run again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+import ml_collections
+import numpy as np
+from ml_collections import config_flags
+
+from actclr_jax import logs
+from actclr_jax.evaluate import protocols
+from actclr_jax.train import trainer
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Directory of the comparison's runs and compare.json.")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds; each gets its own runs.")
+flags.DEFINE_list("methods", ["random", "moco", "actclr"], "Encoders to compare.")
+config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
+flags.mark_flags_as_required(["config", "workdir"])
+
+METHODS = ("random", "moco", "actclr")
+PROTOCOLS = {
+    "standardized": dict(standardize_features=True, bn_recalibration=False),
+    "as_trained": dict(standardize_features=False, bn_recalibration=False),
+    "bn_recal": dict(standardize_features=False, bn_recalibration=True),
+}
+PRIMARY = "standardized"
+METRICS = ("knn_top1_k20", "linear_final_top1", "linear_best_top1")
+
+
+def _with(config: ml_collections.ConfigDict, **fields) -> ml_collections.ConfigDict:
+  """A copy of config with dotted fields replaced, e.g. _with(c, **{"actionlet.enabled": 0})."""
+  copy = ml_collections.ConfigDict(config.to_dict())
+  for key, value in fields.items():
+    node = copy
+    *path, last = key.split(".")
+    for part in path:
+      node = node[part]
+    node[last] = value
+  return copy
+
+
+def _finished(workdir: str, epochs: int) -> bool:
+  path = os.path.join(workdir, "pretrain_summary.json")
+  if not os.path.exists(path):
+    return False
+  with open(path) as f:
+    return json.load(f).get("epochs") == epochs
+
+
+def pretrain(config, workdir: str) -> None:
+  """Runs (or resumes) the pretraining in workdir unless it already finished."""
+  if _finished(workdir, config.num_epochs):
+    logging.info("reusing the finished run in %s", workdir)
+    return
+  trainer.train_and_evaluate(config, workdir)
+
+
+def branch_from(phase1: str, workdir: str) -> None:
+  """Seeds workdir with phase 1's last checkpoint, so that pretraining resumes from it."""
+  target = os.path.join(workdir, "checkpoints")
+  if os.path.isdir(target):
+    return
+  source = os.path.join(phase1, "checkpoints")
+  steps = sorted(int(d) for d in os.listdir(source) if d.isdigit())
+  if not steps:
+    raise FileNotFoundError(f"{source}: phase 1 left no checkpoint to branch from")
+  os.makedirs(target + ".tmp", exist_ok=True)
+  shutil.copytree(os.path.join(source, str(steps[-1])),
+                  os.path.join(target + ".tmp", str(steps[-1])), dirs_exist_ok=True)
+  os.replace(target + ".tmp", target)
+
+
+def evaluate(config, workdir: str) -> dict:
+  """{protocol: {metric: value}} of the latest checkpoint in workdir, cached in compare_eval.json."""
+  path = os.path.join(workdir, "compare_eval.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      cached = json.load(f)
+    if set(cached) == set(PROTOCOLS):
+      return cached
+  results = {}
+  for name, fields in PROTOCOLS.items():
+    eval_config = _with(config, **{f"eval.{k}": v for k, v in fields.items()})
+    knn = protocols.run_knn(eval_config, workdir)["metrics"]
+    lin = protocols.run_linear(eval_config, workdir)["metrics"]
+    results[name] = {"knn_top1_k20": knn["top1_k20"], "linear_final_top1": lin["final_top1"],
+                     "linear_best_top1": lin["best_top1_over_epochs"]}
+  with open(path + ".tmp", "w") as f:
+    json.dump(results, f, indent=2)
+  os.replace(path + ".tmp", path)
+  return results
+
+
+def run_seed(config, workdir: str, seed: int, methods) -> dict:
+  """Pretrains and evaluates every method for one seed; {method: {protocol: metrics}}."""
+  config = _with(config, seed=seed)
+  root = os.path.join(workdir, f"seed{seed}")
+  start = config.actionlet.start_epoch
+  if not 0 < start < config.num_epochs:
+    raise ValueError(f"config key actionlet.start_epoch={start} must lie strictly between 0 and "
+                     f"num_epochs={config.num_epochs} for a comparison with a shared phase 1")
+  out = {}
+  for method in methods:
+    run_dir = os.path.join(root, method)
+    t0 = time.time()
+    if method == "random":
+      pretrain(_with(config, num_epochs=0), run_dir)
+    else:
+      phase1 = os.path.join(root, "phase1")
+      pretrain(_with(config, num_epochs=start), phase1)
+      branch_from(phase1, run_dir)
+      pretrain(_with(config, **{"actionlet.enabled": method == "actclr"}), run_dir)
+    out[method] = evaluate(config, run_dir)
+    out[method]["seconds"] = time.time() - t0
+    logging.info("seed %d %s: %s", seed, method, out[method][PRIMARY])
+  return out
+
+
+def summarize(per_seed: dict, methods) -> dict:
+  """{protocol: {method: {metric: (mean, std)}}} over seeds (std with ddof=0 over seeds)."""
+  table = {}
+  for protocol in PROTOCOLS:
+    table[protocol] = {}
+    for method in methods:
+      table[protocol][method] = {}
+      for metric in METRICS:
+        values = np.array([per_seed[s][method][protocol][metric] for s in per_seed])
+        table[protocol][method][metric] = {"mean": float(values.mean()),
+                                           "std": float(values.std()),
+                                           "values": values.tolist()}
+  return table
+
+
+def format_table(table: dict, methods, seeds) -> str:
+  lines = []
+  for protocol in PROTOCOLS:
+    tag = " (primary)" if protocol == PRIMARY else ""
+    lines.append(f"\n{protocol}{tag}: mean +- std over seeds {','.join(map(str, seeds))}")
+    lines.append(f"{'encoder':8s} | {'KNN k=20':>13s} | {'linear final':>13s} | "
+                 f"{'linear best':>13s}")
+    for method in methods:
+      row = table[protocol][method]
+      cells = [f"{row[m]['mean']:6.2f} +- {row[m]['std']:4.2f}" for m in METRICS]
+      lines.append(f"{method:8s} | " + " | ".join(cells))
+  return "\n".join(lines)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logs.quiet_library_logs()
+  config, workdir = FLAGS.config, FLAGS.workdir
+  seeds = [int(s) for s in FLAGS.seeds]
+  methods = [m for m in METHODS if m in FLAGS.methods]
+  unknown = set(FLAGS.methods) - set(METHODS)
+  if unknown:
+    raise app.UsageError(f"--methods: unknown {sorted(unknown)}; choose from {METHODS}")
+  os.makedirs(workdir, exist_ok=True)
+  start = time.time()
+  per_seed = {seed: run_seed(config, workdir, seed, methods) for seed in seeds}
+  table = summarize(per_seed, methods)
+  text = format_table(table, methods, seeds)
+  record = {"config": json.loads(config.to_json_best_effort()), "seeds": seeds,
+            "primary_protocol": PRIMARY, "table": table, "per_seed": per_seed,
+            "wall_seconds": time.time() - start}
+  with open(os.path.join(workdir, "compare.json.tmp"), "w") as f:
+    json.dump(record, f, indent=2)
+  os.replace(os.path.join(workdir, "compare.json.tmp"), os.path.join(workdir, "compare.json"))
+  print(text, flush=True)
+  print(f"\nwall time {time.time() - start:.0f} s; results in {workdir}/compare.json", flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,51 @@
+"""The random / MoCo v2 / ActCLR comparison (actclr_jax/compare.py) on a tiny synthetic run."""
+
+import json
+import os
+
+import numpy as np
+import orbax.checkpoint as ocp
+
+from actclr_jax import compare
+from tests.test_protocols import eval_config
+
+
+def _state_at(workdir, step=None):
+  manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
+  step = manager.latest_step() if step is None else step
+  state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+  return step, state["state"]
+
+
+def test_methods_share_phase_one_and_the_table_has_every_cell(tmp_path):
+  config = eval_config(tmp_path / "data")
+  config.num_epochs, config.actionlet.start_epoch = 2, 1
+  config.eval.linear_epochs, config.eval.linear_decay_epochs = 5, (4,)
+  workdir = str(tmp_path / "compare")
+  results = compare.run_seed(config, workdir, 0, compare.METHODS)
+  seed_dir = os.path.join(workdir, "seed0")
+  # Both continuations start from phase 1's last checkpoint, then differ.
+  half, phase1 = _state_at(os.path.join(seed_dir, "phase1"))
+  for method in ("moco", "actclr"):
+    _, state = _state_at(os.path.join(seed_dir, method), half)
+    np.testing.assert_array_equal(state["bank"], phase1["bank"])
+  (end_moco, moco), (end_actclr, actclr) = (_state_at(os.path.join(seed_dir, m))
+                                            for m in ("moco", "actclr"))
+  assert end_moco == end_actclr == 2 * half
+  assert not np.allclose(moco["bank"], actclr["bank"])
+  with open(os.path.join(seed_dir, "actclr", "metrics.jsonl")) as f:
+    phases = {json.loads(l).get("phase") for l in f} - {None}
+  assert phases == {2}
+  with open(os.path.join(seed_dir, "moco", "metrics.jsonl")) as f:
+    assert {json.loads(l).get("phase") for l in f} - {None} == {1}
+  table = compare.summarize({0: results}, compare.METHODS)
+  for protocol in compare.PROTOCOLS:
+    for method in compare.METHODS:
+      for metric in compare.METRICS:
+        cell = table[protocol][method][metric]
+        assert 0.0 <= cell["mean"] <= 100.0 and cell["std"] == 0.0
+  text = compare.format_table(table, compare.METHODS, [0])
+  assert "standardized (primary)" in text and text.count("actclr") == len(compare.PROTOCOLS)
+  # A second call reuses the finished runs and evaluations.
+  again = compare.run_seed(config, workdir, 0, compare.METHODS)
+  assert again["actclr"]["standardized"] == results["actclr"]["standardized"]
