@@ -158,6 +158,14 @@ def extract_features(encode, arrays: pipeline.SplitArrays, data: Data, config, s
   return np.concatenate(chunks)
 
 
+def effective_rank(features: np.ndarray) -> float:
+  """exp(entropy) of the normalised singular-value energy of (N, D) features: about the number
+  of dimensions the features really use (1 when they have collapsed onto a line)."""
+  singular = np.linalg.svd(np.asarray(features, np.float64), compute_uv=False)
+  energy = singular ** 2 / max(np.sum(singular ** 2), 1e-30)
+  return float(np.exp(-np.sum(energy * np.log(energy + 1e-30))))
+
+
 class Monitor:
   """KNN top-1 of the online encoder (inference mode) and, where the data set has a ground-truth
   actionlet (synthetic), the IoU of the offline network's actionlet with it. Jitted once."""
@@ -186,6 +194,7 @@ class Monitor:
                                 (val_features - mean) / std, data.val.labels,
                                 ks=(config.knn_k,), num_classes=config.data.num_classes)
     result[f"knn_standardized_top1_k{config.knn_k}"] = float(accuracy[config.knn_k])
+    result["feature_effective_rank"] = effective_rank((train_features - mean) / std)
     if data.val.actionlet is not None:
       result.update(self.actionlet_iou(state))
     return result
@@ -350,7 +359,7 @@ def epoch_table(metrics_path: str) -> list[dict]:
       continue
     keep = {k: v for k, v in record.items()
             if k in ("phase", "knn_top1_k20", "knn_standardized_top1_k20", "actionlet_iou",
-                     "random_mask_iou")
+                     "random_mask_iou", "feature_effective_rank")
             or k.startswith("epoch_")}
     rows.setdefault(epoch, {"epoch": epoch}).update(keep)
   return [rows[e] for e in sorted(rows)]
@@ -361,7 +370,7 @@ def format_summary(summary: dict) -> str:
   untrained network against the trained one."""
   rows = summary.get("per_epoch", [])
   has_iou = any("actionlet_iou" in r for r in rows)
-  head = "epoch | phase | loss    | infonce | mining  | KNN k=20 | KNN std."
+  head = "epoch | phase | loss    | infonce | mining  | KNN k=20 | KNN std. | eff. rank"
   head += " | actionlet IoU | same-area random IoU" if has_iou else ""
   lines = ["", f"pretraining finished: {summary['step']} steps in {summary['wall_seconds']:.0f} s",
            head]
@@ -370,7 +379,8 @@ def format_summary(summary: dict) -> str:
     line = (f"{r['epoch']:5d} | {('-' if 'phase' not in r else r['phase']):>5} | "
             f"{cell(r, 'epoch_loss', '%7.4f')} | {cell(r, 'epoch_infonce', '%7.4f')} | "
             f"{cell(r, 'epoch_mining', '%7.4f')} | {cell(r, 'knn_top1_k20', '%8.2f')} | "
-            f"{cell(r, 'knn_standardized_top1_k20', '%8.2f')}")
+            f"{cell(r, 'knn_standardized_top1_k20', '%8.2f')} | "
+            f"{cell(r, 'feature_effective_rank', '%9.1f')}")
     if has_iou:
       line += (f" | {cell(r, 'actionlet_iou', '%13.3f')} | "
                f"{cell(r, 'random_mask_iou', '%20.3f')}")
