@@ -38,9 +38,10 @@ MASK = jnp.asarray(_mask())
 
 # Composites are compiled once per module and shared by the tests below (compiling is the
 # slow part on CPU).
-ACT = jax.jit(lambda k, x, a: augment.actionlet_transform(k, x, a, LAYOUT))
+FULL = dict(actionlet_transforms=augment.ACTIONLET_TRANSFORMS)  # the paper's whole T_act
+ACT = jax.jit(lambda k, x, a: augment.actionlet_transform(k, x, a, LAYOUT, **FULL))
 NON = jax.jit(lambda k, x: augment.non_actionlet_transform(k, x, LAYOUT))
-MATS = jax.jit(lambda k, x, a: augment.mats(k, x, a, LAYOUT, return_views=True))
+MATS = jax.jit(lambda k, x, a: augment.mats(k, x, a, LAYOUT, return_views=True, **FULL))
 
 # Each transform as a jitted f(key, x) -> x', with its default parameters.
 TRANSFORMS = {
@@ -112,7 +113,7 @@ def test_composites_with_everything_off_are_identity():
   m = jnp.asarray(_mask())
   off = dict(shear_amount=0.0, flip_p=0.0, rotate_max_degrees=0.0, rotate_minor_degrees=0.0,
              axis_mask_p=0.0, crop_pad_ratio=0.0, temporal_flip_p=0.0, noise_p=0.0, blur_p=0.0,
-             adain_p=0.0, strong_noise_p=0.0, mix_p=0.0)
+             adain_p=0.0, strong_noise_p=0.0, mix_p=0.0, **FULL)
   x_act, m_act = augment.actionlet_transform(KEY, x, m, LAYOUT, **off)
   np.testing.assert_array_equal(x_act, x)
   np.testing.assert_array_equal(m_act, m)
@@ -372,7 +373,7 @@ def test_actionlet_mask_follows_spatial_flip_and_crop():
   m = np.broadcast_to(idx[None, :, :, None], (N, T, V, M)).copy()
   off = dict(shear_amount=0.0, rotate_max_degrees=0.0, rotate_minor_degrees=0.0,
              axis_mask_p=0.0, noise_p=0.0, blur_p=0.0, adain_p=0.0, flip_p=0.5,
-             temporal_flip_p=0.5)
+             temporal_flip_p=0.5, **FULL)
   for key in jax.random.split(KEY, 3):
     xa, ma = augment.actionlet_transform(key, jnp.asarray(x), jnp.asarray(m), LAYOUT, **off)
     np.testing.assert_array_equal(ma, np.asarray(xa)[:, 0])

@@ -351,7 +351,7 @@ def build_classifier(config) -> stgcn.Classifier:
   return stgcn.Classifier(
       num_classes=config.data.num_classes, layout=config.data.layout,
       hidden_channels=config.model.hidden_channels, out_channels=config.model.out_channels,
-      dropout=config.model.dropout, edge_importance=config.model.edge_importance)
+      dropout=config.eval.finetune_dropout, edge_importance=config.model.edge_importance)
 
 
 @functools.lru_cache(maxsize=4)
