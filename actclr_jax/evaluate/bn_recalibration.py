@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from actclr_jax.models import stgcn
+
 
 def _batch_statistics(model: nn.Module, params, batch_stats, x):
   """The per-layer batch statistics (same tree as batch_stats) of one train-mode forward."""
@@ -27,11 +29,7 @@ def _batch_statistics(model: nn.Module, params, batch_stats, x):
   _, updates = model.apply({"params": params, "batch_stats": zeros}, x, train=True,
                            mutable=["batch_stats"])
   # From zero running statistics one update leaves (1 - momentum) * batch statistic.
-  return jax.tree.map(lambda a: a / (1.0 - _MOMENTUM), updates["batch_stats"])
-
-
-# flax BatchNorm momentum used by every BN of the encoder (models.stgcn.batch_norm).
-_MOMENTUM = 0.9
+  return jax.tree.map(lambda a: a / (1.0 - stgcn.BATCH_NORM_MOMENTUM), updates["batch_stats"])
 
 
 def recalibrate(model: nn.Module, params, batch_stats, batches: Iterable[np.ndarray]):

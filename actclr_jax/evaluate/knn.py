@@ -128,3 +128,17 @@ def knn_accuracy(train_features, train_labels, test_features, test_labels, *,
                             temperature=temperature, num_classes=num_classes,
                             chunk_size=chunk_size)
   return {k: float(100.0 * np.mean(p == test_labels)) for k, p in preds.items()}
+
+
+def standardize(train_x: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
+  """Features minus the train mean, over the train std (dimensions with std <= 1e-8 kept).
+
+  A frozen, affine-free BatchNorm in front of the linear layer (the MAE linear probe), and the
+  same transform before KNN. Off by default (config key eval.standardize_features), as in the
+  ActCLR family's protocol; it matters when the features barely vary between samples, e.g. for
+  a randomly initialised encoder, whose features have pairwise cosine ~0.999.
+  """
+  mean = train_x.mean(0)
+  std = train_x.std(0)
+  std = np.where(std > 1e-8, std, 1.0)
+  return tuple(((x - mean) / std).astype(np.float32) for x in (train_x,) + others)

@@ -234,20 +234,6 @@ def cached_features(pre: Pretrained, data: trainer.Data, config, workdir: str) -
   return features
 
 
-def standardize(train_x: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
-  """Features minus the train mean, over the train std (dimensions with std <= 1e-8 kept).
-
-  A frozen, affine-free BatchNorm in front of the linear layer (the MAE linear probe), and the
-  same transform before KNN. Off by default (config key eval.standardize_features), as in the
-  ActCLR family's protocol; it matters when the features barely vary between samples, e.g. for
-  a randomly initialised encoder, whose features have pairwise cosine ~0.999.
-  """
-  mean = train_x.mean(0)
-  std = train_x.std(0)
-  std = np.where(std > 1e-8, std, 1.0)
-  return tuple(((x - mean) / std).astype(np.float32) for x in (train_x,) + others)
-
-
 def _scaled_lr(lr: float, batch_size: int) -> float:
   return lr * batch_size / 128
 
@@ -289,7 +275,7 @@ def run_knn(config, workdir: str) -> dict:
   train_x = encoder_features(pre, data.train, data, config, feature)
   val_x = encoder_features(pre, data.val, data, config, feature)
   if config.eval.standardize_features:
-    train_x, val_x = standardize(train_x, val_x)
+    train_x, val_x = knn.standardize(train_x, val_x)
   accuracy = knn.knn_accuracy(train_x, data.train.labels, val_x, data.val.labels,
                               ks=tuple(config.eval.knn_ks),
                               temperature=config.eval.knn_temperature,
@@ -310,7 +296,7 @@ def _linear(mode: str, pre: Pretrained, config, workdir: str, start: float) -> d
   feature_seconds = time.time() - feature_start
   train_x, val_x = f["train_x"], f["val_x"]
   if config.eval.standardize_features:
-    train_x, val_x = standardize(train_x, val_x)
+    train_x, val_x = knn.standardize(train_x, val_x)
   batch = min(config.eval.linear_batch_size, len(train_x))
   out = linear.train_linear(
       train_x, f["train_y"], val_x, f["val_y"], num_classes=config.data.num_classes,
@@ -678,7 +664,7 @@ def run_segment(config, workdir: str) -> dict:
     raise io.DataError(f"{val_where}: val frame class(es) {missing} never occur in "
                        f"{train_where}")
   if ev.standardize_features:
-    train_x, val_x = standardize(train_x, val_x)
+    train_x, val_x = knn.standardize(train_x, val_x)
   step = max(1, ev.segment_train_frame_step)
   batch = min(ev.segment_batch_size, len(train_x[::step]))
   out = linear.train_linear(

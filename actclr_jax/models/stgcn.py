@@ -20,6 +20,8 @@ import numpy as np
 from actclr_jax import graph
 
 NUM_BLOCKS = 10
+# flax momentum (running = momentum * running + (1 - momentum) * batch) of every BatchNorm.
+BATCH_NORM_MOMENTUM = 0.9
 # Blocks (1-based, as in NOTES.md) whose temporal conv has stride 2.
 STRIDE_2_BLOCKS = (5, 8)
 
@@ -34,8 +36,8 @@ def batch_norm(train: bool, name: str | None = None, dtype: Any = jnp.float32) -
   # No axis_name: the trainer jits over a sharded global batch, so the batch
   # statistics jnp computes are already global. Statistics and parameters stay float32
   # (flax reduces in float32); `dtype` is the output's.
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
-                      param_dtype=jnp.float32, name=name)
+  return nn.BatchNorm(use_running_average=not train, momentum=BATCH_NORM_MOMENTUM, epsilon=1e-5,
+                      dtype=dtype, param_dtype=jnp.float32, name=name)
 
 
 def aggregate(x: jax.Array, adjacency: jax.Array) -> jax.Array:

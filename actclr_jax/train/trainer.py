@@ -188,13 +188,11 @@ class Monitor:
     result = {f"knn_top1_k{config.knn_k}": float(accuracy[config.knn_k])}
     # The same on features standardised by the training set's mean and std: the untrained
     # network's raw features are nearly constant, and this baseline is the fair one.
-    mean, std = train_features.mean(0), train_features.std(0)
-    std = np.where(std > 1e-8, std, 1.0)
-    accuracy = knn.knn_accuracy((train_features - mean) / std, data.train.labels,
-                                (val_features - mean) / std, data.val.labels,
+    train_std, val_std = knn.standardize(train_features, val_features)
+    accuracy = knn.knn_accuracy(train_std, data.train.labels, val_std, data.val.labels,
                                 ks=(config.knn_k,), num_classes=config.data.num_classes)
     result[f"knn_standardized_top1_k{config.knn_k}"] = float(accuracy[config.knn_k])
-    result["feature_effective_rank"] = effective_rank((train_features - mean) / std)
+    result["feature_effective_rank"] = effective_rank(train_std)
     if data.val.actionlet is not None:
       result.update(self.actionlet_iou(state))
     return result
