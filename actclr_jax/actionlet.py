@@ -11,6 +11,10 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import ml_collections
+
+from actclr_jax import graph
+from actclr_jax.models import stgcn
 
 ACTIVATIONS = {"relu": jax.nn.relu, "identity": lambda x: x}
 
@@ -89,3 +93,36 @@ def iou(pred: jax.Array, truth: jax.Array, eps: float = 1e-8) -> jax.Array:
   inter = jnp.sum(pred & truth, axis=axes)
   union = jnp.sum(pred | truth, axis=axes)
   return inter / (union + eps)
+
+
+# The configured actionlet of a network (the step and the evaluators use these).
+
+
+def smoothing_matrix(config: ml_collections.ConfigDict, layout: graph.Layout) -> jax.Array:
+  """G of Eq. 5: the normalised adjacency, or the authors' body-part averaging."""
+  if config.actionlet.smoothing == "adjacency":
+    return jnp.asarray(layout.smoothing_matrix())
+  if config.actionlet.smoothing == "parts":
+    return jnp.asarray(layout.part_average_matrix())
+  raise ValueError(f"Unknown config key actionlet.smoothing={config.actionlet.smoothing!r}: "
+                   "adjacency or parts")
+
+
+def offline_actionlet(config, model, variables, dense, anchor_z, layout, frames):
+  """Actionlet masks (dense (N, M, T', V), input (N, T, V, M)) from offline features."""
+  head = lambda h: model.apply(variables, stgcn.global_average_pool(h), method=model.project)
+  gradient = dissimilarity_gradient(head, dense, anchor_z)
+  return actionlet(dense, gradient, smoothing_matrix(config, layout),
+                   threshold=config.actionlet.threshold, frames=frames,
+                   grad_activation=config.actionlet.grad_activation)
+
+
+def inference_actionlet(state, x: jax.Array, *, config, model, layout) -> jax.Array:
+  """The actionlet (N, T, V, M) of un-augmented x (N, C, T, V, M) from the offline network of a
+  train state (ema_params, ema_batch_stats, anchor) in inference mode."""
+  variables = {"params": state.ema_params, "batch_stats": state.ema_batch_stats}
+  anchor = state.anchor if config.actionlet.anchor == "dataset" else jnp.mean(x, axis=0)
+  dense = model.apply(variables, x, train=False, method=model.encode)
+  anchor_z = model.apply(variables, anchor[None], train=False)["z"][0]
+  _, mask_input = offline_actionlet(config, model, variables, dense, anchor_z, layout, x.shape[2])
+  return mask_input

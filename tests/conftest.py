@@ -1,8 +1,16 @@
-"""Shared test fixtures."""
+"""Shared test fixtures and helpers: tiny configs, a fresh train state, checkpoint restore."""
 
 import os
 
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
 import pytest
+
+from actclr_jax import graph
+from actclr_jax.models import builder
+from actclr_jax.train import state as state_lib
+from configs import synthetic as synthetic_config
 
 SHARED_DATA = os.path.abspath(
     os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "shared", "data"))
@@ -14,3 +22,70 @@ def shared_data() -> str:
   if not os.path.isdir(SHARED_DATA):
     pytest.skip(f"real data folder {SHARED_DATA} is absent (expected ../shared/data beside the repo)")
   return SHARED_DATA
+
+
+def tiny_config(root):
+  """A synthetic config small enough to compile and run in seconds on CPU."""
+  config = synthetic_config.get_config()
+  config.data.root = str(root)
+  config.data.synthetic_samples = 240
+  config.data.frames = 20
+  config.model.hidden_channels = 4
+  config.model.out_channels = 32
+  config.model.projection_dim = 16
+  config.batch_size = 16
+  config.eval_batch_size = 32
+  config.num_epochs = 2
+  config.actionlet.start_epoch = 1
+  config.moco.bank_size = 64
+  config.knn_every_epochs = 1
+  config.checkpoint_every_epochs = 1
+  config.log_every_steps = 3
+  config.learning_rate = 0.05
+  return config
+
+
+def eval_config(root):
+  """tiny_config plus evaluation settings that run in seconds."""
+  config = tiny_config(root)
+  config.num_epochs = 1  # MoCo only: one train step to compile
+  ev = config.eval
+  ev.linear_epochs, ev.linear_batch_size, ev.linear_decay_epochs = 30, 16, (25,)
+  # Batch 12: the semi subset (>= 1 per class) has at least 12 samples, so finetune and
+  # semi share one compiled step.
+  ev.finetune_epochs, ev.finetune_batch_size, ev.finetune_decay_epochs = 1, 12, ()
+  ev.segment_window, ev.segment_stride = 20, 10
+  ev.segment_epochs, ev.segment_batch_size, ev.segment_decay_epochs = 30, 64, (25,)
+  ev.segment_lr = 0.5
+  ev.segment_synthetic_sequences, ev.segment_synthetic_actions = 6, 4
+  ev.segment_synthetic_clip_frames = 30
+  ev.visualize_samples = 2
+  ev.standardize_features = True  # see test_knn_linear_and_transfer
+  return config
+
+
+def init_state(config, batch=8, seed=0):
+  """(layout, model, tx, ema_tx, state, x): a fresh train state and a random (batch, 3, T, 25, 2)
+  input, half of it with one body."""
+  layout = graph.get_layout(config.data.layout)
+  model = builder.build_model(config)
+  tx = state_lib.build_optimizer(config, steps_per_epoch=10)
+  ema_tx = state_lib.ema_transform(config)
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(batch, 3, config.data.frames, 25, 2)).astype(np.float32) * 0.2
+  x[: batch // 2, ..., 1] = 0  # half the samples have one body
+  state = state_lib.create_train_state(config, model, tx, x.mean(0), seed)
+  return layout, model, tx, ema_tx, state, x
+
+
+def make_batch(x, offset=0):
+  """The step's batch dict for x, with sample indices offset, offset + 1, ..."""
+  return {"data": jnp.asarray(x), "index": jnp.arange(offset, offset + len(x), dtype=jnp.int32)}
+
+
+def restore_params(workdir):
+  """(step, state) of the latest checkpoint in workdir, restored as saved."""
+  manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
+  step = manager.latest_step()
+  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+  return step, restored["state"]

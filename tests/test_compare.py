@@ -7,7 +7,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from actclr_jax import compare
-from tests.test_protocols import eval_config
+from tests.conftest import eval_config
 
 
 def _state_at(workdir, step=None):

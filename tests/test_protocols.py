@@ -11,30 +11,11 @@ import pytest
 
 from actclr_jax.data import io
 from actclr_jax.evaluate import protocols, semi
-from actclr_jax.train import state as state_lib
+from actclr_jax.models import builder
 from actclr_jax.train import trainer
-from tests.test_train import _restore_params, tiny_config
+from tests.conftest import eval_config, restore_params
 
 CHANCE = 100.0 / 12
-
-
-def eval_config(root):
-  """tiny_config plus evaluation settings that run in seconds."""
-  config = tiny_config(root)
-  config.num_epochs = 1  # MoCo only: one train step to compile
-  ev = config.eval
-  ev.linear_epochs, ev.linear_batch_size, ev.linear_decay_epochs = 30, 16, (25,)
-  # Batch 12: the semi subset (>= 1 per class) has at least 12 samples, so finetune and
-  # semi share one compiled step.
-  ev.finetune_epochs, ev.finetune_batch_size, ev.finetune_decay_epochs = 1, 12, ()
-  ev.segment_window, ev.segment_stride = 20, 10
-  ev.segment_epochs, ev.segment_batch_size, ev.segment_decay_epochs = 30, 64, (25,)
-  ev.segment_lr = 0.5
-  ev.segment_synthetic_sequences, ev.segment_synthetic_actions = 6, 4
-  ev.segment_synthetic_clip_frames = 30
-  ev.visualize_samples = 2
-  ev.standardize_features = True  # see test_knn_linear_and_transfer
-  return config
 
 
 @pytest.fixture(scope="module")
@@ -56,14 +37,14 @@ def _check_record(workdir, mode, step):
 
 def test_restores_the_saved_params(run_dir):
   config, workdir = run_dir
-  step, saved = _restore_params(workdir)
+  step, saved = restore_params(workdir)
   pre = protocols.restore_pretrained(workdir, config)
   assert pre.step == step and pre.path.endswith(os.path.join("checkpoints", str(step)))
   jax.tree.map(np.testing.assert_array_equal, pre.params, jax.tree.map(np.asarray,
                                                                        saved["params"]))
   # The feature vector of a val sample from the restored state equals the saved params'.
   data = protocols.load_eval_data(config)
-  model = state_lib.build_model(config)
+  model = builder.build_model(config)
   x = np.asarray(data.val.data[:2])
   want = model.apply({"params": saved["params"], "batch_stats": saved["batch_stats"]}, x,
                      train=False)["feature"]
@@ -73,7 +54,7 @@ def test_restores_the_saved_params(run_dir):
 
 def test_knn_linear_and_transfer(run_dir, tmp_path):
   config, workdir = run_dir
-  step, saved = _restore_params(workdir)
+  step, saved = restore_params(workdir)
   knn = protocols.run("knn", config, workdir)["metrics"]
   assert _check_record(workdir, "knn", step) == knn
   assert knn["feature_dim"] == 32 and knn["top1_k10"] > CHANCE
@@ -90,7 +71,7 @@ def test_knn_linear_and_transfer(run_dir, tmp_path):
   assert linear["best_top1_over_epochs"] >= linear["final_top1"] > 2 * CHANCE
   # The cached features are exactly the saved encoder's.
   cache = np.load(os.path.join(workdir, "eval", f"features_step{step}_synthetic_xsub_joint_t20.npz"))
-  model = state_lib.build_model(config)
+  model = builder.build_model(config)
   data = protocols.load_eval_data(config)
   want = model.apply({"params": saved["params"], "batch_stats": saved["batch_stats"]},
                      np.asarray(data.val.data[:3]), train=False)["feature"]
@@ -111,7 +92,7 @@ def test_knn_linear_and_transfer(run_dir, tmp_path):
 
 def test_finetune_semi_and_ensemble(run_dir, tmp_path):
   config, workdir = run_dir
-  step, _ = _restore_params(workdir)
+  step, _ = restore_params(workdir)
   data = protocols.load_eval_data(config)
   for mode in ("finetune", "semi"):
     metrics = protocols.run(mode, config, workdir)["metrics"]
@@ -138,7 +119,7 @@ def test_finetune_semi_and_ensemble(run_dir, tmp_path):
 
 def test_segment(run_dir):
   config, workdir = run_dir
-  step, _ = _restore_params(workdir)
+  step, _ = restore_params(workdir)
   metrics = protocols.run("segment", config, workdir)["metrics"]
   assert _check_record(workdir, "segment", step) == metrics
   for key in ("acc", "macc", "fwiou", "miou"):

@@ -10,62 +10,23 @@ import textwrap
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
-from actclr_jax import graph
-from actclr_jax.train import state as state_lib
+from actclr_jax import schedules
 from actclr_jax.train import step as step_lib
 from actclr_jax.train import trainer
-from configs import synthetic as synthetic_config
+from tests.conftest import init_state, make_batch, restore_params, tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def tiny_config(root):
-  """A synthetic config small enough to compile and run in seconds on CPU."""
-  config = synthetic_config.get_config()
-  config.data.root = str(root)
-  config.data.synthetic_samples = 240
-  config.data.frames = 20
-  config.model.hidden_channels = 4
-  config.model.out_channels = 32
-  config.model.projection_dim = 16
-  config.batch_size = 16
-  config.eval_batch_size = 32
-  config.num_epochs = 2
-  config.actionlet.start_epoch = 1
-  config.moco.bank_size = 64
-  config.knn_every_epochs = 1
-  config.checkpoint_every_epochs = 1
-  config.log_every_steps = 3
-  config.learning_rate = 0.05
-  return config
-
-
-def _init(config, batch=8, seed=0):
-  layout = graph.get_layout(config.data.layout)
-  model = state_lib.build_model(config)
-  tx = state_lib.build_optimizer(config, steps_per_epoch=10)
-  ema_tx = state_lib.ema_transform(config)
-  rng = np.random.default_rng(seed)
-  x = rng.normal(size=(batch, 3, config.data.frames, 25, 2)).astype(np.float32) * 0.2
-  x[: batch // 2, ..., 1] = 0  # half the samples have one body
-  state = state_lib.create_train_state(config, model, tx, x.mean(0), seed)
-  return layout, model, tx, ema_tx, state, x
-
-
-def _batch(x, offset=0):
-  return {"data": jnp.asarray(x), "index": jnp.arange(offset, offset + len(x), dtype=jnp.int32)}
 
 
 @pytest.mark.parametrize("use_actionlet", [False, True])
 def test_step_updates_offline_network_by_the_ema_formula(tmp_path, use_actionlet):
   config = tiny_config(tmp_path)
-  layout, model, tx, ema_tx, state, x = _init(config)
+  layout, model, tx, ema_tx, state, x = init_state(config)
   step = jax.jit(step_lib.make_train_step(config, model, tx, ema_tx, layout, use_actionlet))
   before = jax.tree.map(np.asarray, state)
-  new, metrics = step(state, _batch(x))
+  new, metrics = step(state, make_batch(x))
   m = config.moco.momentum
   expected = jax.tree.map(lambda old, online: m * old + (1 - m) * online,
                           before.ema_state.ema, jax.tree.map(np.asarray, new.params))
@@ -84,7 +45,7 @@ def test_step_updates_offline_network_by_the_ema_formula(tmp_path, use_actionlet
   np.testing.assert_array_equal(new.bank_index[:8], np.arange(8))
   assert (np.asarray(new.bank_index[8:]) == -1).all()
   assert float(metrics["own_keys_in_bank"]) == 0.0
-  again, metrics = step(new, _batch(x))
+  again, metrics = step(new, make_batch(x))
   assert float(metrics["own_keys_in_bank"]) == 1.0  # each query's previous key, left out
 
 
@@ -93,19 +54,19 @@ def test_phase_two_restarts_the_learning_rate_schedule(tmp_path):
   config.learning_rate, config.batch_size = 0.1, 128
   config.num_epochs, config.actionlet.start_epoch = 10, 4
   config.lr_decay_epochs, config.actionlet.lr_decay_epochs = (3,), (5,)
-  schedule = state_lib.learning_rate_schedule(config, steps_per_epoch=10)
+  schedule = schedules.pretraining(config, steps_per_epoch=10)
   lr = lambda epoch: float(schedule(epoch * 10))
   np.testing.assert_allclose([lr(e) for e in range(10)],
                              [0.1, 0.1, 0.1, 0.01, 0.1, 0.1, 0.1, 0.1, 0.1, 0.01], rtol=1e-6)
   config.actionlet.start_epoch = 10  # one phase: only the phase-1 decays
-  schedule = state_lib.learning_rate_schedule(config, steps_per_epoch=10)
+  schedule = schedules.pretraining(config, steps_per_epoch=10)
   np.testing.assert_allclose(float(schedule(95)), 0.01, rtol=1e-6)
 
 
 def test_shuffle_bn_normalises_keys_within_permuted_sub_batches(tmp_path):
   config = tiny_config(tmp_path)
   config.model.dropout = 0.0
-  layout, model, tx, ema_tx, state, x = _init(config, batch=8)
+  layout, model, tx, ema_tx, state, x = init_state(config, batch=8)
   variables = {"params": state.ema_params, "batch_stats": state.ema_batch_stats}
   x = jnp.asarray(x)
   extra = x[:1] * 0.5
@@ -131,13 +92,13 @@ def test_shuffle_bn_normalises_keys_within_permuted_sub_batches(tmp_path):
 
 def test_non_finite_step_leaves_the_state_unchanged(tmp_path):
   config = tiny_config(tmp_path)
-  layout, model, tx, ema_tx, state, x = _init(config)
+  layout, model, tx, ema_tx, state, x = init_state(config)
   params = state.params
   params["projector"]["fc2"]["bias"] = params["projector"]["fc2"]["bias"].at[0].set(jnp.nan)
   state = state.replace(params=params)
   step = jax.jit(step_lib.make_train_step(config, model, tx, ema_tx, layout, False))
   before = jax.tree.map(np.asarray, state)
-  new, metrics = step(state, _batch(x))
+  new, metrics = step(state, make_batch(x))
   assert float(metrics["finite"]) == 0.0
   jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, new), before)
   with pytest.raises(FloatingPointError, match="non-finite loss at step 12"):
@@ -148,7 +109,8 @@ DATA_PARALLEL_SCRIPT = textwrap.dedent("""
     import json, sys
     import jax, jax.numpy as jnp, numpy as np
     sys.path.insert(0, {repo!r})
-    from tests.test_train import tiny_config, _init, _batch
+    from tests.conftest import tiny_config, init_state, make_batch
+    from actclr_jax import parallel
     from actclr_jax.train import trainer
     from jax.sharding import NamedSharding, PartitionSpec as P
     assert jax.device_count() == 4, jax.devices()
@@ -157,10 +119,10 @@ DATA_PARALLEL_SCRIPT = textwrap.dedent("""
     for use_actionlet in (False, True):
       outs = []
       for devices in (jax.devices()[:1], jax.devices()):
-        layout, model, tx, ema_tx, state, x = _init(config, batch=8)
-        mesh = trainer.make_mesh(devices)
+        layout, model, tx, ema_tx, state, x = init_state(config, batch=8)
+        mesh = parallel.make_mesh(devices)
         state = jax.device_put(state, NamedSharding(mesh, P()))
-        batch = jax.device_put(_batch(x), NamedSharding(mesh, P("data")))
+        batch = jax.device_put(make_batch(x), NamedSharding(mesh, P("data")))
         steps = trainer.jit_train_steps(config, model, tx, ema_tx, layout, mesh)
         state, metrics = steps[use_actionlet](state, batch)
         state, metrics = steps[use_actionlet](state, batch)
@@ -199,13 +161,6 @@ def pretrained(tmp_path_factory):
   return config, root, workdir, summary
 
 
-def _restore_params(workdir):
-  manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
-  step = manager.latest_step()
-  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-  return step, restored["state"]
-
-
 def test_trainer_writes_logs_config_and_checkpoints(pretrained):
   config, _, workdir, summary = pretrained
   assert os.path.exists(os.path.join(workdir, "config.json"))
@@ -213,7 +168,7 @@ def test_trainer_writes_logs_config_and_checkpoints(pretrained):
   assert any("loss" in r for r in records)
   assert any("knn_top1_k20" in r for r in records)
   assert any(f.startswith("events") for f in os.listdir(os.path.join(workdir, "tensorboard")))
-  step, state = _restore_params(workdir)
+  step, state = restore_params(workdir)
   epochs = [r["epoch"] for r in records if "epoch" in r]
   assert step == summary["step"] > 0 and epochs[-1] == config.num_epochs == 2
   assert step % config.num_epochs == 0  # every epoch has the same number of steps
@@ -226,10 +181,10 @@ def test_resume_matches_training_straight_through(pretrained, tmp_path):
   first = tiny_config(root)
   first.num_epochs = 1
   trainer.train_and_evaluate(first, str(resumed_dir))
-  step_one, _ = _restore_params(resumed_dir)
+  step_one, _ = restore_params(resumed_dir)
   trainer.train_and_evaluate(tiny_config(root), str(resumed_dir))  # resumes at epoch 1
-  step_a, straight = _restore_params(workdir)
-  step_b, resumed = _restore_params(resumed_dir)
+  step_a, straight = restore_params(workdir)
+  step_b, resumed = restore_params(resumed_dir)
   assert step_one * 2 == step_a == step_b
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
                straight["params"], resumed["params"])
@@ -278,10 +233,10 @@ def test_bfloat16_step_tracks_the_float32_step(tmp_path):
     config = tiny_config(tmp_path)
     config.model.compute_dtype = dtype
     config.model.dropout = 0.0
-    layout, model, tx, ema_tx, state, x = _init(config, batch=8)
+    layout, model, tx, ema_tx, state, x = init_state(config, batch=8)
     step = jax.jit(step_lib.make_train_step(config, model, tx, ema_tx, layout, True))
-    new, metrics = step(state, _batch(x))
-    other, _ = step(state, _batch(x[::-1] * 1.5))
+    new, metrics = step(state, make_batch(x))
+    other, _ = step(state, make_batch(x[::-1] * 1.5))
     delta = lambda s: np.concatenate([np.ravel(a - b) for a, b in zip(
         jax.tree.leaves(s.params), jax.tree.leaves(state.params))])
     results[dtype] = (float(metrics["loss"]), delta(new), delta(other), new)

@@ -13,6 +13,7 @@ import os
 from typing import Iterator
 
 import grain
+import ml_collections
 import numpy as np
 
 from actclr_jax import graph
@@ -173,3 +174,46 @@ def mean_sequence(arrays: SplitArrays, *, stream: str, layout: graph.Layout,
     block = np.asarray(arrays.data[start:start + chunk], dtype=np.float64)
     total += streams.to_stream(block, stream, layout).sum(axis=0)
   return (total / len(arrays)).astype(np.float32)
+
+
+@dataclasses.dataclass
+class Data:
+  """The splits a run reads, and how they are batched."""
+  layout: graph.Layout
+  train: SplitArrays
+  val: SplitArrays
+  shard: tuple[int, int]
+  steps_per_epoch: int
+
+
+def prepare_synthetic_if_missing(config: ml_collections.ConfigDict) -> None:
+  """Generates the built-in synthetic set at data.root when it is not there yet."""
+  if config.data.dataset != "synthetic":
+    return
+  if os.path.exists(os.path.join(config.data.root, config.data.split, "train_label.pkl")):
+    return
+  from actclr_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  logging.info("generating the synthetic data set in %s", config.data.root)
+  summary = synthetic.prepare(config.data.root, num_samples=config.data.synthetic_samples,
+                              seed=config.data.synthetic_seed)
+  logging.info("%s", synthetic.summarize(config.data.root))
+  del summary
+
+
+def load_data(config: ml_collections.ConfigDict) -> Data:
+  """Loads and checks the train and val splits named by the config."""
+  layout = graph.get_layout(config.data.layout)
+  prepare_synthetic_if_missing(config)
+  kwargs = dict(frames=config.data.frames, center=config.data.center, resize=config.data.resize,
+                view_normalize=config.data.view_normalize)
+  train = load_split(config.data.root, config.data.split, config.data.train_part, layout,
+                              **kwargs)
+  val = load_split(config.data.root, config.data.split, config.data.val_part, layout,
+                            **kwargs)
+  for arrays in (train, val):
+    if arrays.labels.max(initial=0) >= config.data.num_classes:
+      raise io.DataError(f"{arrays.path}: label {arrays.labels.max()} >= config key "
+                         f"data.num_classes={config.data.num_classes}")
+  shard = process_shard()
+  spe = steps_per_epoch(len(train), config.batch_size, shard[1])
+  return Data(layout, train, val, shard, spe)

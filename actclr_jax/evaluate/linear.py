@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from actclr_jax import schedules
 from actclr_jax.evaluate import metrics
 
 
@@ -33,23 +34,6 @@ class LinearClassifier(nn.Module):
   def __call__(self, x):
     return nn.Dense(self.num_classes, kernel_init=nn.initializers.normal(0.01),
                     bias_init=nn.initializers.zeros)(x)
-
-
-def step_decay_schedule(base_lr: float, boundaries: Sequence[int],
-                        factor: float = 0.1) -> Callable[[jax.Array], jax.Array]:
-  """lr(step) = base_lr * factor ** (number of boundaries <= step).
-
-  With boundaries = epoch * steps_per_epoch, the first step of that epoch already uses
-  the decayed rate (as PyTorch's MultiStepLR does).
-  """
-  bounds = jnp.asarray(sorted(boundaries) or [np.iinfo(np.int32).max], dtype=jnp.int32)
-  count = len(boundaries)
-
-  def schedule(step):
-    passed = jnp.sum(jnp.asarray(step, jnp.int32) >= bounds) if count else 0
-    return base_lr * factor ** passed
-
-  return schedule
 
 
 def _check_split(x, y, num_classes: int, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -128,7 +112,7 @@ def train_linear(train_x, train_y, val_x, val_y, *, num_classes: int, epochs: in
   n = len(train_x)
   batch_size = min(batch_size, n)
   steps_per_epoch = math.ceil(n / batch_size)
-  schedule = step_decay_schedule(lr, [int(e) * steps_per_epoch for e in decay_epochs])
+  schedule = schedules.step_decay(lr, decay_epochs, steps_per_epoch)
   tx = optax.sgd(schedule, momentum=momentum or None, nesterov=nesterov)
   if weight_decay:
     tx = optax.chain(optax.add_decayed_weights(weight_decay), tx)

@@ -34,13 +34,10 @@ import orbax.checkpoint as ocp
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from actclr_jax import actionlet as actionlet_lib
-from actclr_jax import graph, visualize
+from actclr_jax import config_checks, graph, parallel, schedules, visualize
 from actclr_jax.data import io, pipeline, pku_mmd, preprocess, streams, synthetic
-from actclr_jax.evaluate import bn_recalibration, ensemble, knn, linear, metrics, semi
-from actclr_jax.models import stgcn
-from actclr_jax.train import state as state_lib
-from actclr_jax.train import step as step_lib
-from actclr_jax.train import trainer
+from actclr_jax.evaluate import bn_recalibration, ensemble, knn, linear, metrics, monitor, semi
+from actclr_jax.models import builder, stgcn
 
 MODES = ("knn", "linear", "finetune", "semi", "transfer", "ensemble", "segment", "visualize")
 BACKGROUND = -1  # per-frame label of frames outside every action (PKU-MMD convention)
@@ -70,7 +67,7 @@ def _shapes(tree) -> dict[str, tuple]:
 
 def expected_variables(config: ml_collections.ConfigDict) -> dict:
   """Shapes ({'params', 'batch_stats'} of ShapeDtypeStructs) of the configured ContrastiveNet."""
-  model = state_lib.build_model(config)
+  model = builder.build_model(config)
   layout = graph.get_layout(config.data.layout)
   x = jnp.zeros((1, 3, config.data.frames, layout.num_joints, 1), jnp.float32)
   key = jax.random.PRNGKey(0)
@@ -139,10 +136,6 @@ def restore_pretrained(workdir: str, config: ml_collections.ConfigDict) -> Pretr
 # Shared pieces: data, features, results.
 
 
-def _local_sharding() -> NamedSharding:
-  return NamedSharding(trainer.make_mesh(jax.local_devices()), P("data"))
-
-
 def check_classes(train: pipeline.SplitArrays, val: pipeline.SplitArrays) -> None:
   """Raises a DataError naming the val classes the train split lacks."""
   missing = sorted(set(np.unique(val.labels).tolist()) - set(np.unique(train.labels).tolist()))
@@ -151,9 +144,9 @@ def check_classes(train: pipeline.SplitArrays, val: pipeline.SplitArrays) -> Non
                        f"{train.path}; a classifier trained on this split cannot predict them")
 
 
-def load_eval_data(config: ml_collections.ConfigDict) -> trainer.Data:
+def load_eval_data(config: ml_collections.ConfigDict) -> pipeline.Data:
   """The train and val splits of the config, unsharded (every process reads all of them)."""
-  data = trainer.load_data(config)
+  data = pipeline.load_data(config)
   check_classes(data.train, data.val)
   return dataclasses.replace(data, shard=(0, 1))
 
@@ -169,15 +162,15 @@ def _feature_fn(model: stgcn.ContrastiveNet, key: str):
   return jax.jit(lambda v, x: model.apply(v, x, train=False)[key])
 
 
-def encoder_features(pre: Pretrained, arrays: pipeline.SplitArrays, data: trainer.Data,
+def encoder_features(pre: Pretrained, arrays: pipeline.SplitArrays, data: pipeline.Data,
                      config, feature: str = "encoder") -> np.ndarray:
   """(N, D) features of every sample: the pooled encoder output or the projector's z."""
   if feature not in ("encoder", "projector"):
     raise ValueError(f"config key eval.knn_feature={feature!r}: encoder or projector")
-  apply = _feature_fn(state_lib.build_model(config), "feature" if feature == "encoder" else "z")
+  apply = _feature_fn(builder.build_model(config), "feature" if feature == "encoder" else "z")
   variables = _variables(pre)
-  return trainer.extract_features(lambda x: apply(variables, x), arrays, data, config,
-                                  _local_sharding())
+  return monitor.extract_features(lambda x: apply(variables, x), arrays, data, config,
+                                  parallel.local_batch_sharding())
 
 
 def _feature_tag(config) -> str:
@@ -185,7 +178,7 @@ def _feature_tag(config) -> str:
   return tag + ("_bnrecal" if config.eval.bn_recalibration else "")
 
 
-def recalibrated(pre: Pretrained, data: trainer.Data, config) -> Pretrained:
+def recalibrated(pre: Pretrained, data: pipeline.Data, config) -> Pretrained:
   """`pre` with its online BatchNorm statistics re-estimated on clean training data when config
   key eval.bn_recalibration is set (bn_recalibration.py), else `pre` itself.
 
@@ -200,12 +193,12 @@ def recalibrated(pre: Pretrained, data: trainer.Data, config) -> Pretrained:
   batches = (streams.to_stream(np.asarray(train.data[np.sort(order[s:s + size])], np.float32),
                                config.data.stream, data.layout)
              for s in range(0, len(train) - size + 1, size))
-  batch_stats = bn_recalibration.recalibrate(state_lib.build_model(config), pre.params,
+  batch_stats = bn_recalibration.recalibrate(builder.build_model(config), pre.params,
                                              pre.batch_stats, batches)
   return dataclasses.replace(pre, batch_stats=batch_stats)
 
 
-def cached_features(pre: Pretrained, data: trainer.Data, config, workdir: str) -> dict:
+def cached_features(pre: Pretrained, data: pipeline.Data, config, workdir: str) -> dict:
   """Train and val encoder features, cached in `{workdir}/eval/features_step{N}_{tag}.npz`.
 
   The cache records the checkpoint and data files it came from and is rebuilt when they differ.
@@ -232,10 +225,6 @@ def cached_features(pre: Pretrained, data: trainer.Data, config, workdir: str) -
       with open(tmp, "wb") as f:
         np.savez(f, source=json.dumps(source), **features)
   return features
-
-
-def _scaled_lr(lr: float, batch_size: int) -> float:
-  return lr * batch_size / 128
 
 
 def _save_logits(workdir: str, mode: str, logits: np.ndarray, labels: np.ndarray) -> None:
@@ -301,7 +290,7 @@ def _linear(mode: str, pre: Pretrained, config, workdir: str, start: float) -> d
   out = linear.train_linear(
       train_x, f["train_y"], val_x, f["val_y"], num_classes=config.data.num_classes,
       epochs=config.eval.linear_epochs, batch_size=batch,
-      lr=_scaled_lr(config.eval.linear_lr, batch), weight_decay=config.eval.linear_weight_decay,
+      lr=schedules.scaled_lr(config.eval.linear_lr, batch), weight_decay=config.eval.linear_weight_decay,
       decay_epochs=tuple(config.eval.linear_decay_epochs), seed=config.seed)
   _save_logits(workdir, mode, out["val_logits"], f["val_y"])
   result = {"final_top1": out["final_top1"], "final_top5": out["final_top5"],
@@ -367,7 +356,7 @@ def _finetune_fns(model: stgcn.Classifier, weight_decay: float):
   return tx, train_step, predict
 
 
-def finetune(pre: Pretrained, data: trainer.Data, train: pipeline.SplitArrays, config) -> dict:
+def finetune(pre: Pretrained, data: pipeline.Data, train: pipeline.SplitArrays, config) -> dict:
   """Trains Classifier (pretrained encoder + new linear head) on `train`, evaluates on data.val.
 
   SGD Nesterov (momentum 0.9) with coupled weight decay, lr x0.1 at each decay epoch,
@@ -383,11 +372,11 @@ def finetune(pre: Pretrained, data: trainer.Data, train: pipeline.SplitArrays, c
     raise ValueError(f"{train.path}: {len(train)} training samples, fewer than the "
                      f"{n_devices} devices")
   steps = len(train) // batch
-  schedule = optax.piecewise_constant_schedule(
-      _scaled_lr(ev.finetune_lr, batch), {int(e) * steps: 0.1 for e in ev.finetune_decay_epochs})
+  schedule = schedules.step_decay(schedules.scaled_lr(ev.finetune_lr, batch),
+                                  ev.finetune_decay_epochs, steps)
   model = build_classifier(config)
   tx, train_step, predict = _finetune_fns(model, float(ev.finetune_weight_decay))
-  sharding = _local_sharding()
+  sharding = parallel.local_batch_sharding()
   replicated = NamedSharding(sharding.mesh, P())
   key = jax.random.PRNGKey(config.seed)
   init = model.init({"params": key, "dropout": key}, jnp.zeros((1,) + train.data.shape[1:]),
@@ -404,7 +393,7 @@ def finetune(pre: Pretrained, data: trainer.Data, train: pipeline.SplitArrays, c
     for b in pipeline.train_loader(train, global_batch_size=batch, epoch=epoch, seed=config.seed,
                                    stream=config.data.stream, layout=data.layout,
                                    worker_count=config.data.worker_count):
-      g = trainer.to_global({"data": b["data"], "label": b["label"]}, sharding)
+      g = parallel.to_global({"data": b["data"], "label": b["label"]}, sharding)
       key, step_key = jax.random.split(key)
       params, batch_stats, opt_state, loss = train_step(
           params, batch_stats, opt_state, g["data"], g["label"], step_key,
@@ -415,7 +404,7 @@ def finetune(pre: Pretrained, data: trainer.Data, train: pipeline.SplitArrays, c
     if not math.isfinite(loss):
       raise FloatingPointError(f"finetuning diverged in epoch {epoch + 1} (loss {loss}); "
                                f"lower config key eval.finetune_lr")
-    logits = trainer.extract_features(lambda x: predict(params, batch_stats, x), data.val, data,
+    logits = monitor.extract_features(lambda x: predict(params, batch_stats, x), data.val, data,
                                       config, sharding)
     top1 = metrics.topk_accuracy(logits, data.val.labels, 1)
     top5 = metrics.topk_accuracy(logits, data.val.labels, 5)
@@ -594,9 +583,9 @@ def frame_features(pre: Pretrained, sequences, config, layout: graph.Layout) -> 
   """
   ev = config.eval
   window, batch = ev.segment_window, config.eval_batch_size
-  model = state_lib.build_model(config)
+  model = builder.build_model(config)
   variables = _variables(pre)
-  sharding = _local_sharding()
+  sharding = parallel.local_batch_sharding()
   encode = _frame_feature_fn(model)
   jobs = [(s, start) for s, (frames, _) in enumerate(sequences)
           for start in window_starts(len(frames), window, ev.segment_stride)]
@@ -612,7 +601,7 @@ def frame_features(pre: Pretrained, sequences, config, layout: graph.Layout) -> 
                             center=config.data.center,
                             view_normalize=config.data.view_normalize)
     x = streams.to_stream(x, config.data.stream, layout)
-    h = np.asarray(encode(variables, trainer.to_global({"x": x}, sharding)["x"]))
+    h = np.asarray(encode(variables, parallel.to_global({"x": x}, sharding)["x"]))
     if upsample is None:
       upsample = upsample_matrix(window, h.shape[1])
     h = np.einsum("wt,ntc->nwc", upsample, h)
@@ -669,7 +658,7 @@ def run_segment(config, workdir: str) -> dict:
   batch = min(ev.segment_batch_size, len(train_x[::step]))
   out = linear.train_linear(
       train_x[::step], train_y[::step], val_x, val_y, num_classes=num_classes,
-      epochs=ev.segment_epochs, batch_size=batch, lr=_scaled_lr(ev.segment_lr, batch),
+      epochs=ev.segment_epochs, batch_size=batch, lr=schedules.scaled_lr(ev.segment_lr, batch),
       decay_epochs=tuple(ev.segment_decay_epochs), seed=config.seed)
   pred = np.argmax(out["val_logits"], axis=1)
   result = metrics.segmentation_metrics(pred, val_y, num_classes)
@@ -705,8 +694,8 @@ def run_visualize(config, workdir: str) -> dict:
   n = min(config.eval.visualize_samples, len(data.val))
   joints = np.asarray(data.val.data[:n])
   x = streams.to_stream(joints, config.data.stream, layout)
-  model = state_lib.build_model(config)
-  fn = jax.jit(lambda ep, eb, a, x: step_lib.inference_actionlet(
+  model = builder.build_model(config)
+  fn = jax.jit(lambda ep, eb, a, x: actionlet_lib.inference_actionlet(
       types.SimpleNamespace(ema_params=ep, ema_batch_stats=eb, anchor=a), x, config=config,
       model=model, layout=layout))
   masks = np.asarray(fn(pre.ema_params, pre.ema_batch_stats, pre.anchor, x))[..., 0]  # body 0
@@ -746,5 +735,5 @@ def run(mode: str, config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs protocol `mode` and returns the record it wrote to `{workdir}/eval/{mode}.json`."""
   if mode not in RUNNERS:
     raise ValueError(f"Unknown evaluation mode {mode!r}: expected one of {MODES}")
-  trainer.validate_config(config)
+  config_checks.validate_config(config)
   return RUNNERS[mode](config, workdir)

@@ -35,7 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from actclr_jax import graph
+from actclr_jax import graph, parallel
+from actclr_jax.models import builder
 from actclr_jax.train import state as state_lib
 from actclr_jax.train import trainer
 from configs import default
@@ -166,8 +167,8 @@ def main(argv):
   config.data.frames = FLAGS.frames
   config.model.compute_dtype = FLAGS.compute_dtype
   layout = graph.get_layout(FLAGS.layout)
-  mesh = trainer.make_mesh()
-  model = state_lib.build_model(config)
+  mesh = parallel.make_mesh()
+  model = builder.build_model(config)
   tx = state_lib.build_optimizer(config, steps_per_epoch=1000)
   ema_tx = state_lib.ema_transform(config)
   rng = np.random.default_rng(0)

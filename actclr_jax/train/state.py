@@ -11,7 +11,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from actclr_jax import losses
+from actclr_jax import losses, schedules
 from actclr_jax.models import stgcn
 
 
@@ -62,49 +62,9 @@ def step_key(config: ml_collections.ConfigDict, state: "TrainState") -> jax.Arra
   return jax.random.wrap_key_data(state.rng, impl=config.rng_impl)
 
 
-def build_model(config: ml_collections.ConfigDict, in_channels: int = 3) -> stgcn.ContrastiveNet:
-  return stgcn.ContrastiveNet(
-      layout=config.data.layout, in_channels=in_channels,
-      hidden_channels=config.model.hidden_channels, out_channels=config.model.out_channels,
-      dropout=config.model.dropout, edge_importance=config.model.edge_importance,
-      projection_dim=config.model.projection_dim, dtype=compute_dtype(config))
-
-
-def compute_dtype(config: ml_collections.ConfigDict):
-  """The encoder's compute dtype (config key model.compute_dtype: float32 | bfloat16)."""
-  dtypes = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-  if config.model.compute_dtype not in dtypes:
-    raise ValueError(f"config key model.compute_dtype={config.model.compute_dtype!r}: "
-                     f"expected one of {sorted(dtypes)}")
-  return dtypes[config.model.compute_dtype]
-
-
-def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
-  """Base lr scaled linearly with batch size (per 128), with a fresh schedule for phase 2.
-
-  Phase 1 (epochs before actionlet.start_epoch) decays by lr_decay_factor at each of
-  lr_decay_epochs; phase 2 starts again from the base lr and decays at actionlet.lr_decay_epochs,
-  counted from start_epoch (the authors run phase 2 as a new schedule). When start_epoch is at or
-  beyond num_epochs there is one phase.
-  """
-  base = config.learning_rate * config.batch_size / 128
-  factor = config.lr_decay_factor
-  start = config.actionlet.start_epoch
-
-  def decays(epochs, offset=0):
-    return {int((offset + e) * steps_per_epoch): factor for e in epochs}
-
-  if start >= config.num_epochs:
-    return optax.piecewise_constant_schedule(base, decays(config.lr_decay_epochs))
-  phase1 = optax.piecewise_constant_schedule(
-      base, decays([e for e in config.lr_decay_epochs if e < start]))
-  phase2 = optax.piecewise_constant_schedule(base, decays(config.actionlet.lr_decay_epochs))
-  return optax.join_schedules([phase1, phase2], [int(start * steps_per_epoch)])
-
-
 def build_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.GradientTransformation:
   """SGD with momentum and coupled weight decay (the published runs), or Adam."""
-  schedule = learning_rate_schedule(config, steps_per_epoch)
+  schedule = schedules.pretraining(config, steps_per_epoch)
   if config.optimizer == "sgd":
     return optax.chain(optax.add_decayed_weights(config.weight_decay),
                        optax.sgd(schedule, momentum=config.momentum))

@@ -19,25 +19,6 @@ from actclr_jax.train import state as state_lib
 from actclr_jax.train.state import TrainState
 
 
-def smoothing_matrix(config: ml_collections.ConfigDict, layout: graph.Layout) -> jax.Array:
-  """G of Eq. 5: the normalised adjacency, or the authors' body-part averaging."""
-  if config.actionlet.smoothing == "adjacency":
-    return jnp.asarray(layout.smoothing_matrix())
-  if config.actionlet.smoothing == "parts":
-    return jnp.asarray(layout.part_average_matrix())
-  raise ValueError(f"Unknown config key actionlet.smoothing={config.actionlet.smoothing!r}: "
-                   "adjacency or parts")
-
-
-def offline_actionlet(config, model, variables, dense, anchor_z, layout, frames):
-  """Actionlet masks (dense (N, M, T', V), input (N, T, V, M)) from offline features."""
-  head = lambda h: model.apply(variables, stgcn.global_average_pool(h), method=model.project)
-  gradient = actionlet.dissimilarity_gradient(head, dense, anchor_z)
-  return actionlet.actionlet(dense, gradient, smoothing_matrix(config, layout),
-                             threshold=config.actionlet.threshold, frames=frames,
-                             grad_activation=config.actionlet.grad_activation)
-
-
 def offline_forward(model, variables, x, extra, *, splits: int, dropout_key, shuffle_key):
   """The offline network in train mode on x (N, C, T, V, M), with Shuffle-BN.
 
@@ -107,8 +88,8 @@ def train_step(state: TrainState, batch: dict, *, config: ml_collections.ConfigD
       shuffle_key=shuffle_rng)
   if use_actionlet:
     dense = out_k["dense"]
-    mask_dense, mask_input = offline_actionlet(config, model, offline, dense, out_anchor["z"][0],
-                                               layout, frames)
+    mask_dense, mask_input = actionlet.offline_actionlet(
+        config, model, offline, dense, out_anchor["z"][0], layout, frames)
     if config.actionlet.safp:
       z_safp = model.apply(offline, stgcn.weighted_pool(dense, mask_dense), method=model.project)
       mix = config.actionlet.safp_gap_mix
@@ -161,19 +142,3 @@ def make_train_step(config, model, tx, ema_tx, layout, use_actionlet: bool):
   """The step with everything but (state, batch) bound."""
   return functools.partial(train_step, config=config, model=model, tx=tx, ema_tx=ema_tx,
                            layout=layout, use_actionlet=use_actionlet)
-
-
-def encode_features(params, batch_stats, x, *, model: stgcn.ContrastiveNet) -> jax.Array:
-  """Pooled encoder features (N, C) in inference mode."""
-  out = model.apply({"params": params, "batch_stats": batch_stats}, x, train=False)
-  return out["feature"]
-
-
-def inference_actionlet(state: TrainState, x: jax.Array, *, config, model, layout) -> jax.Array:
-  """The actionlet (N, T, V, M) of un-augmented x from the offline network in inference mode."""
-  variables = {"params": state.ema_params, "batch_stats": state.ema_batch_stats}
-  anchor = state.anchor if config.actionlet.anchor == "dataset" else jnp.mean(x, axis=0)
-  dense = model.apply(variables, x, train=False, method=model.encode)
-  anchor_z = model.apply(variables, anchor[None], train=False)["z"][0]
-  _, mask_input = offline_actionlet(config, model, variables, dense, anchor_z, layout, x.shape[2])
-  return mask_input

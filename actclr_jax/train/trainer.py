@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import json
 import os
 import time
@@ -11,92 +9,17 @@ import time
 from absl import logging
 import grain
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from actclr_jax import actionlet, graph
-from actclr_jax.data import io, pipeline, streams
-from actclr_jax.evaluate import knn
+from actclr_jax import config_checks, parallel, schedules
+from actclr_jax.data import pipeline
+from actclr_jax.evaluate import monitor as monitor_lib
+from actclr_jax.models import builder
 from actclr_jax.train import state as state_lib
 from actclr_jax.train import step as step_lib
-
-
-@dataclasses.dataclass
-class Data:
-  """The splits a run reads, and how they are batched."""
-  layout: graph.Layout
-  train: pipeline.SplitArrays
-  val: pipeline.SplitArrays
-  shard: tuple[int, int]
-  steps_per_epoch: int
-
-
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Checks config values that would otherwise fail late, inside compilation."""
-  graph.get_layout(config.data.layout)
-  checks = [
-      ("data.stream", config.data.stream, streams.STREAMS),
-      ("optimizer", config.optimizer, ("sgd", "adam")),
-      ("actionlet.anchor", config.actionlet.anchor, ("dataset", "batch")),
-      ("actionlet.smoothing", config.actionlet.smoothing, ("adjacency", "parts")),
-      ("actionlet.grad_activation", config.actionlet.grad_activation, ("relu", "identity")),
-  ]
-  for key, value, allowed in checks:
-    if value not in allowed:
-      raise ValueError(f"config key {key}={value!r}: expected one of {allowed}")
-  if config.batch_size % jax.device_count():
-    raise ValueError(f"config key batch_size={config.batch_size} is not divisible by the "
-                     f"{jax.device_count()} devices")
-  if config.eval_batch_size % jax.device_count():
-    raise ValueError(f"config key eval_batch_size={config.eval_batch_size} is not divisible by "
-                     f"the {jax.device_count()} devices")
-  if config.moco.shuffle_bn_splits < 1 or config.batch_size % config.moco.shuffle_bn_splits:
-    raise ValueError(f"config key moco.shuffle_bn_splits={config.moco.shuffle_bn_splits} must "
-                     f"be >= 1 and divide batch_size={config.batch_size}")
-  if config.moco.bank_size < config.batch_size:
-    raise ValueError(f"config key moco.bank_size={config.moco.bank_size} is smaller than "
-                     f"batch_size={config.batch_size}")
-
-
-def prepare_synthetic_if_missing(config: ml_collections.ConfigDict) -> None:
-  """Generates the built-in synthetic set at data.root when it is not there yet."""
-  if config.data.dataset != "synthetic":
-    return
-  if os.path.exists(os.path.join(config.data.root, config.data.split, "train_label.pkl")):
-    return
-  from actclr_jax.data import synthetic  # pylint: disable=g-import-not-at-top
-  logging.info("generating the synthetic data set in %s", config.data.root)
-  summary = synthetic.prepare(config.data.root, num_samples=config.data.synthetic_samples,
-                              seed=config.data.synthetic_seed)
-  logging.info("%s", synthetic.summarize(config.data.root))
-  del summary
-
-
-def load_data(config: ml_collections.ConfigDict) -> Data:
-  """Loads and checks the train and val splits named by the config."""
-  layout = graph.get_layout(config.data.layout)
-  prepare_synthetic_if_missing(config)
-  kwargs = dict(frames=config.data.frames, center=config.data.center, resize=config.data.resize,
-                view_normalize=config.data.view_normalize)
-  train = pipeline.load_split(config.data.root, config.data.split, config.data.train_part, layout,
-                              **kwargs)
-  val = pipeline.load_split(config.data.root, config.data.split, config.data.val_part, layout,
-                            **kwargs)
-  for arrays in (train, val):
-    if arrays.labels.max(initial=0) >= config.data.num_classes:
-      raise io.DataError(f"{arrays.path}: label {arrays.labels.max()} >= config key "
-                         f"data.num_classes={config.data.num_classes}")
-  shard = pipeline.process_shard()
-  spe = pipeline.steps_per_epoch(len(train), config.batch_size, shard[1])
-  return Data(layout, train, val, shard, spe)
-
-
-def make_mesh(devices=None) -> Mesh:
-  """A 1-D data-parallel mesh over `devices` (default: every device)."""
-  return Mesh(np.asarray(jax.devices() if devices is None else devices), ("data",))
 
 
 def jit_train_steps(config, model, tx, ema_tx, layout, mesh: Mesh) -> dict:
@@ -108,12 +31,6 @@ def jit_train_steps(config, model, tx, ema_tx, layout, mesh: Mesh) -> dict:
                         in_shardings=(replicated, batch_sharding),
                         out_shardings=(replicated, replicated), donate_argnums=0)
           for flag in (False, True)}
-
-
-def to_global(batch: dict, sharding: NamedSharding) -> dict:
-  """Assembles each process's numpy batch into global arrays sharded on the leading axis."""
-  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-          for k, v in batch.items()}
 
 
 def checkpoint_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
@@ -146,73 +63,6 @@ class MetricsLog:
       self._jsonl.close()
 
 
-def extract_features(encode, arrays: pipeline.SplitArrays, data: Data, config, sharding):
-  """Pooled features (N, C) of every sample of `arrays`, in order."""
-  chunks = []
-  for batch in pipeline.eval_batches(arrays, batch_size=config.eval_batch_size // data.shard[1],
-                                     stream=config.data.stream, layout=data.layout,
-                                     shard=data.shard):
-    mask = batch.pop("mask")
-    features = encode(to_global({"data": batch["data"]}, sharding)["data"])
-    chunks.append(np.asarray(jax.device_get(features))[mask])
-  return np.concatenate(chunks)
-
-
-def effective_rank(features: np.ndarray) -> float:
-  """exp(entropy) of the normalised singular-value energy of (N, D) features: about the number
-  of dimensions the features really use (1 when they have collapsed onto a line)."""
-  singular = np.linalg.svd(np.asarray(features, np.float64), compute_uv=False)
-  energy = singular ** 2 / max(np.sum(singular ** 2), 1e-30)
-  return float(np.exp(-np.sum(energy * np.log(energy + 1e-30))))
-
-
-class Monitor:
-  """KNN top-1 of the online encoder (inference mode) and, where the data set has a ground-truth
-  actionlet (synthetic), the IoU of the offline network's actionlet with it. Jitted once."""
-
-  def __init__(self, config, model, data: Data, sharding, max_actionlet_samples: int = 512):
-    self._config, self._data, self._sharding = config, data, sharding
-    self._encode = jax.jit(functools.partial(step_lib.encode_features, model=model))
-    self._actionlet = jax.jit(functools.partial(step_lib.inference_actionlet, config=config,
-                                                model=model, layout=data.layout))
-    n = min(max_actionlet_samples, len(data.val))
-    self._num_actionlet = n - n % jax.device_count()
-
-  def __call__(self, state) -> dict:
-    config, data = self._config, self._data
-    encode = lambda x: self._encode(state.params, state.batch_stats, x)
-    train_features = extract_features(encode, data.train, data, config, self._sharding)
-    val_features = extract_features(encode, data.val, data, config, self._sharding)
-    accuracy = knn.knn_accuracy(train_features, data.train.labels, val_features, data.val.labels,
-                                ks=(config.knn_k,), num_classes=config.data.num_classes)
-    result = {f"knn_top1_k{config.knn_k}": float(accuracy[config.knn_k])}
-    # The same on features standardised by the training set's mean and std: the untrained
-    # network's raw features are nearly constant, and this baseline is the fair one.
-    train_std, val_std = knn.standardize(train_features, val_features)
-    accuracy = knn.knn_accuracy(train_std, data.train.labels, val_std, data.val.labels,
-                                ks=(config.knn_k,), num_classes=config.data.num_classes)
-    result[f"knn_standardized_top1_k{config.knn_k}"] = float(accuracy[config.knn_k])
-    result["feature_effective_rank"] = effective_rank(train_std)
-    if data.val.actionlet is not None:
-      result.update(self.actionlet_iou(state))
-    return result
-
-  def actionlet_iou(self, state, seed: int = 0) -> dict:
-    """IoU of body 0's actionlet with the ground truth, and that of a same-area random mask."""
-    n, data = self._num_actionlet, self._data
-    x = streams.to_stream(np.asarray(data.val.data[:n]), self._config.data.stream, data.layout)
-    x = jax.device_put(jnp.asarray(x), self._sharding)
-    predicted = np.asarray(self._actionlet(state, x))[..., 0] > 0.5  # (n, T, V), body 0
-    truth = np.asarray(data.val.actionlet[:n]) > 0
-    rng = np.random.default_rng(seed)
-    shuffled = np.stack([rng.permutation(p.ravel()).reshape(p.shape) for p in predicted])
-    return {"actionlet_iou": float(np.mean(actionlet.iou(predicted, truth))),
-            "random_mask_iou": float(np.mean(actionlet.iou(shuffled, truth))),
-            "actionlet_area": float(predicted.mean()),
-            "actionlet_all_zero": float(np.mean(~predicted.any(axis=(1, 2)))),
-            "actionlet_all_one": float(np.mean(predicted.all(axis=(1, 2))))}
-
-
 def _format_eta(seconds: float) -> str:
   seconds = int(max(seconds, 0))
   return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
@@ -220,20 +70,20 @@ def _format_eta(seconds: float) -> str:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Pretrains ActCLR as configured, resuming from workdir/checkpoints. Returns the last monitor."""
-  validate_config(config)
-  data = load_data(config)
+  config_checks.validate_config(config)
+  data = pipeline.load_data(config)
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2))
 
-  mesh = make_mesh()
+  mesh = parallel.make_mesh()
   replicated = NamedSharding(mesh, P())
   batch_sharding = NamedSharding(mesh, P("data"))
-  model = state_lib.build_model(config)
+  model = builder.build_model(config)
   tx = state_lib.build_optimizer(config, data.steps_per_epoch)
   ema_tx = state_lib.ema_transform(config)
-  schedule = state_lib.learning_rate_schedule(config, data.steps_per_epoch)
+  schedule = schedules.pretraining(config, data.steps_per_epoch)
   total_steps = config.num_epochs * data.steps_per_epoch
 
   manager = checkpoint_manager(workdir, config)
@@ -271,7 +121,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                config.num_epochs)
   steps = jit_train_steps(config, model, tx, ema_tx, data.layout, mesh)
   log = MetricsLog(workdir)
-  monitor = Monitor(config, model, data, batch_sharding)
+  monitor = monitor_lib.Monitor(config, model, data, batch_sharding)
   pending, last_monitor, first_monitor = [], {}, {}
   epoch_sums, epoch_count = {}, 0
   if step == 0 and config.knn_at_start:
@@ -285,7 +135,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     while step < total_steps:
       batch = next(iterator)
       use_actionlet = config.actionlet.enabled and epoch >= config.actionlet.start_epoch
-      state, metrics = steps[use_actionlet](state, to_global(
+      state, metrics = steps[use_actionlet](state, parallel.to_global(
           {"data": batch["data"], "index": batch["index"]}, batch_sharding))
       pending.append(metrics)
       step += 1

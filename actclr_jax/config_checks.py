@@ -1,0 +1,36 @@
+"""Checks of config values that would otherwise fail late, inside compilation or a loader."""
+
+from __future__ import annotations
+
+import jax
+import ml_collections
+
+from actclr_jax import graph
+from actclr_jax.data import streams
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Checks config values that would otherwise fail late, inside compilation."""
+  graph.get_layout(config.data.layout)
+  checks = [
+      ("data.stream", config.data.stream, streams.STREAMS),
+      ("optimizer", config.optimizer, ("sgd", "adam")),
+      ("actionlet.anchor", config.actionlet.anchor, ("dataset", "batch")),
+      ("actionlet.smoothing", config.actionlet.smoothing, ("adjacency", "parts")),
+      ("actionlet.grad_activation", config.actionlet.grad_activation, ("relu", "identity")),
+  ]
+  for key, value, allowed in checks:
+    if value not in allowed:
+      raise ValueError(f"config key {key}={value!r}: expected one of {allowed}")
+  if config.batch_size % jax.device_count():
+    raise ValueError(f"config key batch_size={config.batch_size} is not divisible by the "
+                     f"{jax.device_count()} devices")
+  if config.eval_batch_size % jax.device_count():
+    raise ValueError(f"config key eval_batch_size={config.eval_batch_size} is not divisible by "
+                     f"the {jax.device_count()} devices")
+  if config.moco.shuffle_bn_splits < 1 or config.batch_size % config.moco.shuffle_bn_splits:
+    raise ValueError(f"config key moco.shuffle_bn_splits={config.moco.shuffle_bn_splits} must "
+                     f"be >= 1 and divide batch_size={config.batch_size}")
+  if config.moco.bank_size < config.batch_size:
+    raise ValueError(f"config key moco.bank_size={config.moco.bank_size} is smaller than "
+                     f"batch_size={config.batch_size}")

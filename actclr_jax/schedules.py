@@ -1,0 +1,47 @@
+"""Every learning-rate schedule of the package: pretraining (two phases) and the protocols.
+
+All are step decays of a base rate scaled linearly with the batch size (per 128 samples), as
+in the published runs: `lr(step) = base * factor ** (number of boundaries <= step)`, so the
+first step of a decay epoch already uses the decayed rate (PyTorch's MultiStepLR).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import ml_collections
+import optax
+
+
+def scaled_lr(lr: float, batch_size: int) -> float:
+  """The linear scaling rule: `lr` is the rate at batch 128."""
+  return lr * batch_size / 128
+
+
+def step_decay(base_lr: float, decay_epochs: Sequence[int], steps_per_epoch: int,
+               factor: float = 0.1) -> optax.Schedule:
+  """base_lr, multiplied by `factor` at the first step of each epoch in decay_epochs."""
+  boundaries = {}
+  for epoch in decay_epochs:
+    step = int(epoch) * int(steps_per_epoch)
+    boundaries[step] = boundaries.get(step, 1.0) * factor
+  return optax.piecewise_constant_schedule(base_lr, boundaries)
+
+
+def pretraining(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
+  """The pretraining rate, with a fresh schedule for phase 2.
+
+  Phase 1 (epochs before actionlet.start_epoch) decays by lr_decay_factor at each of
+  lr_decay_epochs; phase 2 starts again from the base lr and decays at actionlet.lr_decay_epochs,
+  counted from start_epoch (the authors run phase 2 as a new schedule). When start_epoch is at or
+  beyond num_epochs there is one phase.
+  """
+  base = scaled_lr(config.learning_rate, config.batch_size)
+  factor = config.lr_decay_factor
+  start = config.actionlet.start_epoch
+  if start >= config.num_epochs:
+    return step_decay(base, config.lr_decay_epochs, steps_per_epoch, factor)
+  phase1 = step_decay(base, [e for e in config.lr_decay_epochs if e < start], steps_per_epoch,
+                      factor)
+  phase2 = step_decay(base, config.actionlet.lr_decay_epochs, steps_per_epoch, factor)
+  return optax.join_schedules([phase1, phase2], [int(start * steps_per_epoch)])
