@@ -3,14 +3,15 @@
   python main.py --config=configs/ntu60.py:xview,joint --workdir=runs/ntu60 [--mode=pretrain]
   python main.py --config=configs/ntu60.py:xview,joint --workdir=runs/ntu60 --mode=linear
 
-Every mode but pretrain evaluates the checkpoint in --workdir (actclr_jax.evaluate.protocols)
-and writes workdir/eval/<mode>.json.
+Every mode but pretrain runs that evaluator of the checkpoint in --workdir
+(actclr_jax.evaluate.evaluators) and writes workdir/eval/<mode>.json.
 
 The config is an ml_collections config file; any field can be overridden on the command
 line, e.g. --config.batch_size=64 --config.data.root=/data/ntu60.
 """
 
 import os
+import sys
 
 from absl import app
 from absl import flags
@@ -19,10 +20,12 @@ import jax
 from ml_collections import config_flags
 
 from actclr_jax import logs
-from actclr_jax.evaluate import protocols
+from actclr_jax.data import io
+from actclr_jax.evaluate import evaluators
+from actclr_jax.train import checkpoints
 from actclr_jax.train import trainer
 
-MODES = ("pretrain",) + protocols.MODES
+MODES = ("pretrain",) + evaluators.MODES
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
@@ -55,10 +58,15 @@ def main(argv):
   logging.info("JAX process %d/%d, local devices: %s", jax.process_index(), jax.process_count(),
                jax.local_devices())
   config = FLAGS.config
-  if FLAGS.mode == "pretrain":
-    trainer.train_and_evaluate(config, FLAGS.workdir)
-  else:
-    protocols.run(FLAGS.mode, config, FLAGS.workdir)
+  try:
+    if FLAGS.mode == "pretrain":
+      trainer.train_and_evaluate(config, FLAGS.workdir)
+    else:
+      evaluators.run(FLAGS.mode, config, FLAGS.workdir)
+  except (checkpoints.CheckpointError, io.DataError) as error:
+    # These name the file or directory at fault; a traceback would only bury it.
+    logging.error("%s", error)
+    sys.exit(1)
 
 
 if __name__ == "__main__":

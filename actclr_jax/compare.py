@@ -33,7 +33,7 @@ import numpy as np
 from ml_collections import config_flags
 
 from actclr_jax import logs
-from actclr_jax.evaluate import protocols
+from actclr_jax.evaluate import evaluators
 from actclr_jax.train import trainer
 
 FLAGS = flags.FLAGS
@@ -44,10 +44,11 @@ config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True
 flags.mark_flags_as_required(["config", "workdir"])
 
 METHODS = ("random", "moco", "actclr")
+# Feature protocols: values of the config group eval.features.
 PROTOCOLS = {
-    "standardized": dict(standardize_features=True, bn_recalibration=False),
-    "as_trained": dict(standardize_features=False, bn_recalibration=False),
-    "bn_recal": dict(standardize_features=False, bn_recalibration=True),
+    "standardized": dict(standardize=True, bn_recalibration=False),
+    "as_trained": dict(standardize=False, bn_recalibration=False),
+    "bn_recal": dict(standardize=False, bn_recalibration=True),
 }
 PRIMARY = "standardized"
 METRICS = ("knn_top1_k20", "linear_final_top1", "linear_best_top1")
@@ -104,11 +105,14 @@ def evaluate(config, workdir: str) -> dict:
       cached = json.load(f)
     if set(cached) == set(PROTOCOLS):
       return cached
+  if 20 not in tuple(config.eval.knn.ks):
+    raise ValueError(f"config key eval.knn.ks={tuple(config.eval.knn.ks)}: the comparison "
+                     f"reports KNN k=20; include 20")
   results = {}
   for name, fields in PROTOCOLS.items():
-    eval_config = _with(config, **{f"eval.{k}": v for k, v in fields.items()})
-    knn = protocols.run_knn(eval_config, workdir)["metrics"]
-    lin = protocols.run_linear(eval_config, workdir)["metrics"]
+    eval_config = _with(config, **{f"eval.features.{k}": v for k, v in fields.items()})
+    knn = evaluators.get("knn").run(eval_config, workdir)["metrics"]
+    lin = evaluators.get("linear").run(eval_config, workdir)["metrics"]
     results[name] = {"knn_top1_k20": knn["top1_k20"], "linear_final_top1": lin["final_top1"],
                      "linear_best_top1": lin["best_top1_over_epochs"]}
   with open(path + ".tmp", "w") as f:

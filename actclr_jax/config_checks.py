@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import ml_collections
 
-from actclr_jax import graph
+from actclr_jax import augment, graph
 from actclr_jax.data import streams
 
 
@@ -31,6 +31,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.moco.shuffle_bn_splits < 1 or config.batch_size % config.moco.shuffle_bn_splits:
     raise ValueError(f"config key moco.shuffle_bn_splits={config.moco.shuffle_bn_splits} must "
                      f"be >= 1 and divide batch_size={config.batch_size}")
+  augment.validate_config(config.augment)  # before tracing, where its error would be buried
+  for key in ("checkpoint_every_steps", "checkpoint_every_epochs", "knn_every_epochs",
+              "log_every_steps"):
+    minimum = 0 if key in ("checkpoint_every_steps", "knn_every_epochs") else 1
+    if config[key] < minimum:
+      raise ValueError(f"config key {key}={config[key]} must be >= {minimum}")
   if config.moco.bank_size < config.batch_size:
     raise ValueError(f"config key moco.bank_size={config.moco.bank_size} is smaller than "
                      f"batch_size={config.batch_size}")

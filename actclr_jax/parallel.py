@@ -36,3 +36,12 @@ def to_global(batch: dict, sharding: NamedSharding) -> dict:
   """Assembles each process's numpy batch into global arrays sharded on the leading axis."""
   return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
           for k, v in batch.items()}
+
+
+def replicate(tree, sharding: NamedSharding):
+  """A pytree that every process holds in full (e.g. a fresh train state, built identically
+  from the same seed in each process), as global arrays replicated by `sharding`."""
+  if jax.process_count() == 1:
+    return jax.device_put(tree, sharding)
+  return jax.tree.map(
+      lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a)), tree)

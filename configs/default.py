@@ -1,11 +1,10 @@
 """Defaults shared by every config: the published ActCLR hyper-parameters (NOTES.md).
 
-Each data-set config starts from `get_config()` here and overrides the data fields.
+Each data-set config starts from `get_config()` here, picks its data set with
+`common.set_dataset` and overrides what differs.
 """
 
 import ml_collections
-
-from actclr_jax import augment
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -16,6 +15,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.rng_impl = "rbg"
 
   config.data = ml_collections.ConfigDict()
+  # NTU-60, xview, joint: the same values as common.set_dataset(config.data, "ntu60") from the
+  # registry (actclr_jax/data/registry.py), written out so that the defaults import no library
+  # code; tests/test_prepare.py checks that they agree.
   config.data.dataset = "ntu60"
   config.data.root = "data/ntu60"  # holds {split}/{train,val}_data.npy and _label.pkl
   config.data.split = "xview"
@@ -35,7 +37,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.out_channels = 256
   # Dropout inside blocks 2-10 during pretraining. The family uses 0.5; on MSR, 0 gave MoCo v2
   # 44.3 KNN / 47.3 linear against 38.8 / 43.2 with 0.5 (README, "Choosing the views").
-  # Finetuning keeps 0.5 (eval.finetune_dropout).
+  # Finetuning keeps 0.5 (eval.finetune.dropout).
   config.model.dropout = 0.0
   config.model.edge_importance = True
   config.model.projection_dim = 128
@@ -81,61 +83,117 @@ def get_config() -> ml_collections.ConfigDict:
   config.actionlet.safp = True
   config.actionlet.safp_gap_mix = 0.0  # the authors' code: 0.5 * head(GAP) + 0.5 * head(SAFP)
 
-  # Transform parameters (NOTES.md, MATS table); see augment.default_config for the fields.
-  config.augment = augment.default_config()
+  # Transform parameters (NOTES.md, MATS table). The same values as
+  # actclr_jax.augment.default_config(), which fills fields a caller leaves out; the views are
+  # subsets of augment.ACTIONLET_TRANSFORMS and augment validates every field.
+  config.augment = ml_collections.ConfigDict()
+  # T_act, spatial.
+  config.augment.shear_amount = 0.5
+  config.augment.flip_p = 0.5
+  config.augment.rotate_max_degrees = 30.0
+  config.augment.rotate_minor_degrees = 1.0
+  config.augment.axis_mask_p = 0.5
+  # T_act, temporal.
+  config.augment.crop_pad_ratio = 1.0 / 6.0
+  config.augment.temporal_flip_p = 0.5
+  # T_act, spatio-temporal.
+  config.augment.noise_std = 0.01
+  config.augment.noise_p = 0.5
+  config.augment.blur_kernel_size = 15
+  config.augment.blur_sigma_range = (0.1, 2.0)
+  config.augment.blur_p = 0.5
+  # T_act, Skeleton AdaIN (Eq. 6).
+  config.augment.adain_p = 0.5
+  config.augment.adain_eps = 1e-4
+  config.augment.adain_max_ratio = 2.0
+  # T_non.
+  config.augment.strong_noise_std = 0.05
+  config.augment.strong_noise_p = 0.5
+  config.augment.mix_p = 1.0
+  config.augment.cutmix_num_parts = (2, 3)
+  config.augment.cutmix_frames = (12, 20)
+  config.augment.resizemix_scale = (0.1, 0.5)
+  # The query before the actionlet phase. Shear + crop (SkeletonCLR's views), measured: with
+  # the whole T_act set as the phase-1 query, MoCo v2 on MSR fell below the random encoder
+  # (README, "Choosing the views").
+  config.augment.query_transforms = ("shear", "crop")
+  # T_act inside MATS. The paper lists all nine transforms, its baseline's view; we follow the
+  # phase-1 query's measured view (not measured in phase 2; README).
+  config.augment.actionlet_transforms = ("shear", "crop")
+  # The offline (key) view: only shear, rotate, axis_mask (they keep frames and joints in
+  # place, so the key's actionlet lines up with the query's input).
+  config.augment.key_transforms = ("shear",)
+  # Left/right flip of the whole sample (both views alike): more data without teaching the
+  # encoder left/right invariance, which a spatial_flip in one view only does.
+  config.augment.sample_flip_p = 0.0
 
   config.log_every_steps = 50
-  config.knn_every_epochs = 5
-  config.knn_k = 20
+  config.knn_every_epochs = 5  # the monitor (KNN, actionlet IoU); 0: never
   config.knn_at_start = True  # monitor the untrained encoder too, as the baseline
   config.checkpoint_every_epochs = 5
+  # Also every N steps (0: only at epoch ends); each save holds the loader's position, so a
+  # resume mid-epoch is exact. On CPU an epoch can take minutes.
+  config.checkpoint_every_steps = 0
   config.keep_checkpoints = 3
   config.eval_batch_size = 256
 
-  # Evaluation protocols (`--mode` of main.py; NOTES.md, Evaluation). Learning rates are per
-  # 128 samples and scaled linearly with the batch size, as in pretraining.
+  # Evaluation protocols (`--mode` of main.py; NOTES.md, Evaluation), one group per protocol.
+  # Learning rates are per 128 samples and scaled linearly with the batch size, as in
+  # pretraining.
   config.eval = ml_collections.ConfigDict()
-  config.eval.knn_ks = (10, 20, 40)
-  config.eval.knn_temperature = 0.1
-  config.eval.knn_feature = "encoder"  # encoder (pooled 256-d) | projector (128-d)
-  config.eval.linear_lr = 3.0
-  config.eval.linear_batch_size = 128
-  config.eval.linear_epochs = 100
-  config.eval.linear_decay_epochs = (80,)
-  config.eval.linear_weight_decay = 0.0
+  # How frozen-encoder features are computed for knn, linear, transfer (and segment's
+  # standardisation).
+  config.eval.features = ml_collections.ConfigDict()
+  # Standardise features (train mean / std) before KNN and the linear / per-frame classifiers.
+  config.eval.features.standardize = False
   # Re-estimate the frozen encoder's BatchNorm statistics on clean training data before KNN,
   # linear and transfer (evaluate/bn_recalibration.py). Off in the family's protocol; the
   # comparison (python -m actclr_jax.compare) reports both.
-  config.eval.bn_recalibration = False
-  config.eval.bn_recalibration_batch_size = 128
-  # Standardise cached features (train mean / std) before the linear and per-frame classifiers.
-  config.eval.standardize_features = False
-  config.eval.finetune_lr = 0.1
-  config.eval.finetune_batch_size = 128
-  config.eval.finetune_epochs = 80
-  config.eval.finetune_decay_epochs = (30, 50)
-  config.eval.finetune_weight_decay = 1e-4
-  config.eval.finetune_dropout = 0.5  # the classifier's dropout in finetune / semi
-  config.eval.semi_fraction = 0.1  # 0.01 or 0.1 of the labels, sampled per class
-  config.eval.semi_seed = 0
-  config.eval.source_workdir = ""  # transfer: the pretraining run whose encoder is evaluated
-  config.eval.ensemble_source = "linear"  # whose saved val logits: linear | finetune | semi
-  config.eval.ensemble_workdirs = ml_collections.ConfigDict(
+  config.eval.features.bn_recalibration = False
+  config.eval.features.bn_recalibration_batch_size = 128
+  # KNN: the knn mode and the pretraining monitor (every k is reported by both).
+  config.eval.knn = ml_collections.ConfigDict()
+  config.eval.knn.ks = (10, 20, 40)
+  config.eval.knn.temperature = 0.1
+  config.eval.knn.feature = "encoder"  # encoder (pooled 256-d) | projector (128-d)
+  config.eval.linear = ml_collections.ConfigDict()  # linear and transfer
+  config.eval.linear.lr = 3.0
+  config.eval.linear.batch_size = 128
+  config.eval.linear.epochs = 100
+  config.eval.linear.decay_epochs = (80,)
+  config.eval.linear.weight_decay = 0.0
+  config.eval.transfer = ml_collections.ConfigDict()
+  config.eval.transfer.source_workdir = ""  # the pretraining run whose encoder is evaluated
+  config.eval.finetune = ml_collections.ConfigDict()  # finetune and semi
+  config.eval.finetune.lr = 0.1
+  config.eval.finetune.batch_size = 128
+  config.eval.finetune.epochs = 80
+  config.eval.finetune.decay_epochs = (30, 50)
+  config.eval.finetune.weight_decay = 1e-4
+  config.eval.finetune.dropout = 0.5  # the classifier's dropout in finetune / semi
+  config.eval.semi = ml_collections.ConfigDict()
+  config.eval.semi.fraction = 0.1  # 0.01 or 0.1 of the labels, sampled per class
+  config.eval.semi.seed = 0
+  config.eval.ensemble = ml_collections.ConfigDict()
+  config.eval.ensemble.source = "linear"  # whose saved val logits: linear | finetune | semi
+  config.eval.ensemble.workdirs = ml_collections.ConfigDict(
       {"joint": "", "bone": "", "motion": ""})
-  config.eval.ensemble_weights = ml_collections.ConfigDict(
+  config.eval.ensemble.weights = ml_collections.ConfigDict(
       {"joint": 0.6, "bone": 0.6, "motion": 0.4})
-  # Segmentation: untrimmed arrays under {segment_root or data.root}/untrimmed/{data.split}/
+  # Segmentation: untrimmed arrays under {segment.root or data.root}/untrimmed/{data.split}/
   # (PKU-MMD II), or synthetic concatenations of actions for the synthetic data set.
-  config.eval.segment_root = ""
-  config.eval.segment_window = 50  # frames per encoder window (the pretraining input length)
-  config.eval.segment_stride = 25  # window step; overlapping windows' features are averaged
-  config.eval.segment_lr = 3.0
-  config.eval.segment_batch_size = 1024
-  config.eval.segment_epochs = 30
-  config.eval.segment_decay_epochs = (20,)
-  config.eval.segment_train_frame_step = 1  # train on every k-th frame (memory on long sets)
-  config.eval.segment_synthetic_sequences = 40  # per part; synthetic concatenations only
-  config.eval.segment_synthetic_actions = 5  # actions per synthetic sequence
-  config.eval.segment_synthetic_clip_frames = 60
-  config.eval.visualize_samples = 4
+  config.eval.segment = ml_collections.ConfigDict()
+  config.eval.segment.root = ""
+  config.eval.segment.window = 50  # frames per encoder window (the pretraining input length)
+  config.eval.segment.stride = 25  # window step; overlapping windows' features are averaged
+  config.eval.segment.lr = 3.0
+  config.eval.segment.batch_size = 1024
+  config.eval.segment.epochs = 30
+  config.eval.segment.decay_epochs = (20,)
+  config.eval.segment.train_frame_step = 1  # train on every k-th frame (memory on long sets)
+  config.eval.segment.synthetic_sequences = 40  # per part; synthetic concatenations only
+  config.eval.segment.synthetic_actions = 5  # actions per synthetic sequence
+  config.eval.segment.synthetic_clip_frames = 60
+  config.eval.visualize = ml_collections.ConfigDict()
+  config.eval.visualize.samples = 4
   return config

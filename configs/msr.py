@@ -3,19 +3,12 @@
 Sized for a CPU run: 284 training sequences, so a small memory bank and batch.
 """
 
-from configs import default
-from configs.ntu60 import parse_argument
+from configs import common, default
 
 
 def get_config(argument=None):
   config = default.get_config()
-  split, stream = parse_argument(argument, ("xsub",), "xsub")
-  config.data.dataset = "msr"
-  config.data.root = "data/msr"
-  config.data.split = split
-  config.data.stream = stream
-  config.data.layout = "msr"
-  config.data.num_classes = 20
+  common.set_dataset(config.data, "msr", argument)
 
   config.batch_size = 32
   # 100 epochs of MoCo v2 (x0.1 at 90), then 40 with the actionlet on a fresh schedule
@@ -33,8 +26,8 @@ def get_config(argument=None):
   config.log_every_steps = 20
   # Evaluation sized for a few CPU minutes per protocol: few finetuning epochs, small batches
   # (284 training sequences).
-  config.eval.finetune_epochs = 10
-  config.eval.finetune_decay_epochs = (6, 8)
-  config.eval.finetune_batch_size = 32
-  config.eval.linear_batch_size = 32
+  config.eval.finetune.epochs = 10
+  config.eval.finetune.decay_epochs = (6, 8)
+  config.eval.finetune.batch_size = 32
+  config.eval.linear.batch_size = 32
   return config

@@ -4,18 +4,12 @@
 generated into data.root on first use.
 """
 
-from configs import default
-from configs.ntu60 import parse_argument
+from configs import common, default
 
 
 def get_config(argument=None):
   config = default.get_config()
-  split, stream = parse_argument(argument, ("xsub", "xview"), "xsub")
-  config.data.dataset = "synthetic"
-  config.data.root = "data/synthetic"
-  config.data.split = split
-  config.data.stream = stream
-  config.data.num_classes = 12
+  common.set_dataset(config.data, "synthetic", argument)
   config.data.synthetic_samples = 1600
   config.data.synthetic_seed = 0
 
@@ -33,10 +27,10 @@ def get_config(argument=None):
   config.log_every_steps = 5
   # Evaluation sized for a few CPU minutes per protocol (the published settings are in
   # configs/default.py); finetune/semi train the whole network, so they get few epochs.
-  config.eval.finetune_epochs = 5
-  config.eval.finetune_decay_epochs = (3, 4)
-  config.eval.finetune_batch_size = 32
-  config.eval.segment_window = config.data.frames
-  config.eval.segment_stride = config.data.frames // 2
-  config.eval.segment_synthetic_sequences = 20
+  config.eval.finetune.epochs = 5
+  config.eval.finetune.decay_epochs = (3, 4)
+  config.eval.finetune.batch_size = 32
+  config.eval.segment.window = config.data.frames
+  config.eval.segment.stride = config.data.frames // 2
+  config.eval.segment.synthetic_sequences = 20
   return config

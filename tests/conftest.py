@@ -1,13 +1,15 @@
-"""Shared test fixtures and helpers: tiny configs, a fresh train state, checkpoint restore."""
+"""Shared test fixtures and helpers: tiny configs, a fresh train state, checkpoint restore,
+and the augmentation tests' inputs."""
 
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from actclr_jax import graph
+from actclr_jax import augment, graph
 from actclr_jax.models import builder
 from actclr_jax.train import state as state_lib
 from configs import synthetic as synthetic_config
@@ -50,17 +52,17 @@ def eval_config(root):
   config = tiny_config(root)
   config.num_epochs = 1  # MoCo only: one train step to compile
   ev = config.eval
-  ev.linear_epochs, ev.linear_batch_size, ev.linear_decay_epochs = 30, 16, (25,)
+  ev.linear.epochs, ev.linear.batch_size, ev.linear.decay_epochs = 30, 16, (25,)
   # Batch 12: the semi subset (>= 1 per class) has at least 12 samples, so finetune and
   # semi share one compiled step.
-  ev.finetune_epochs, ev.finetune_batch_size, ev.finetune_decay_epochs = 1, 12, ()
-  ev.segment_window, ev.segment_stride = 20, 10
-  ev.segment_epochs, ev.segment_batch_size, ev.segment_decay_epochs = 30, 64, (25,)
-  ev.segment_lr = 0.5
-  ev.segment_synthetic_sequences, ev.segment_synthetic_actions = 6, 4
-  ev.segment_synthetic_clip_frames = 30
-  ev.visualize_samples = 2
-  ev.standardize_features = True  # see test_knn_linear_and_transfer
+  ev.finetune.epochs, ev.finetune.batch_size, ev.finetune.decay_epochs = 1, 12, ()
+  ev.segment.window, ev.segment.stride = 20, 10
+  ev.segment.epochs, ev.segment.batch_size, ev.segment.decay_epochs = 30, 64, (25,)
+  ev.segment.lr = 0.5
+  ev.segment.synthetic_sequences, ev.segment.synthetic_actions = 6, 4
+  ev.segment.synthetic_clip_frames = 30
+  ev.visualize.samples = 2
+  ev.features.standardize = True  # see test_linear
   return config
 
 
@@ -84,8 +86,46 @@ def make_batch(x, offset=0):
 
 
 def restore_params(workdir):
-  """(step, state) of the latest checkpoint in workdir, restored as saved."""
-  manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
-  step = manager.latest_step()
-  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-  return step, restored["state"]
+  """(step, state) of the latest checkpoint in workdir, as a dict of arrays on this process's
+  first device, whatever the devices that saved it."""
+  directory = os.path.join(workdir, "checkpoints")
+  step = ocp.CheckpointManager(directory).latest_step()
+  path = os.path.join(directory, str(step), "state")
+  checkpointer = ocp.StandardCheckpointer()
+  metadata = checkpointer.metadata(path)
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                          getattr(metadata, "item_metadata", metadata))
+  return step, checkpointer.restore(path, abstract)
+
+
+# Inputs of the augmentation tests (test_augment.py, test_augment_views.py).
+
+N, C, T, V, M = 4, 3, 20, 25, 2
+LAYOUT = graph.get_layout("ntu")
+PERM = LAYOUT.flip_permutation
+PARTS = LAYOUT.parts
+
+
+def augment_batch(seed: int = 0) -> np.ndarray:
+  """Random (N, 3, T, V, 2) batch; samples 0 and 2 have no second body."""
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(N, C, T, V, M)).astype(np.float32)
+  x[[0, 2], ..., 1] = 0
+  return x
+
+
+def augment_mask(seed: int = 1) -> np.ndarray:
+  return np.random.default_rng(seed).uniform(size=(N, T, V, M)).astype(np.float32)
+
+
+KEY = jax.random.PRNGKey(0)
+PARTNER = jnp.array([1, 2, 3, 0])
+MASK = jnp.asarray(augment_mask())
+
+# Composites are compiled once per module and shared by the tests below (compiling is the
+# slow part on CPU).
+FULL = dict(actionlet_transforms=augment.ACTIONLET_TRANSFORMS)  # the paper's whole T_act
+ACT = jax.jit(lambda k, x, a: augment.actionlet_transform(k, x, a, LAYOUT, **FULL))
+NON = jax.jit(lambda k, x: augment.non_actionlet_transform(k, x, LAYOUT))
+MATS = jax.jit(lambda k, x, a: augment.mats(k, x, a, LAYOUT, return_views=True, **FULL))

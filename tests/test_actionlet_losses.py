@@ -137,10 +137,29 @@ def test_own_keys_in_the_bank_are_excluded_from_both_losses():
 
 
 @pytest.mark.parametrize("activation", ["relu", "identity"])
-def test_maps_are_non_negative_and_scaled(activation):
+def test_map_is_relu_of_the_weighted_features_then_smoothed(activation):
+  """Random signed features, so that some weighted sums are negative: the map is the numpy
+  reference ReLU(sum_c alpha_c h_c) G, not the sum itself (nor G applied before the ReLU)."""
   rng = np.random.default_rng(2)
-  h = jnp.asarray(np.abs(rng.normal(size=(3, 2, 8, 4, 25))))
-  grad = jnp.asarray(rng.normal(size=h.shape))
-  cam = actionlet.normalize_per_sample(actionlet.activation_map(
-      h, grad, jnp.eye(25), grad_activation=activation))
-  assert float(cam.min()) >= 0 and float(cam.max()) <= 1 + 1e-6
+  h = rng.normal(size=(3, 2, 8, 4, 25))
+  grad = rng.normal(size=h.shape)
+  g = rng.uniform(size=(25, 25))
+  cam = np.asarray(actionlet.activation_map(jnp.asarray(h), jnp.asarray(grad), jnp.asarray(g),
+                                            grad_activation=activation))
+  sigma = (lambda a: np.maximum(a, 0)) if activation == "relu" else (lambda a: a)
+  alpha = sigma(grad).mean(axis=(-2, -1))  # (N, M, C)
+  pre = np.einsum("nmc,nmctv->nmtv", alpha, h)
+  assert (pre < 0).mean() > 0.1 and (pre > 0).mean() > 0.1
+  np.testing.assert_allclose(cam, np.maximum(pre, 0) @ g, rtol=1e-4, atol=1e-5)
+
+
+def test_normalize_per_sample_known_values_and_per_map_invariance():
+  # (N, M, T', V) = (2, 1, 2, 2): each (sample, body) map is scaled by its own range.
+  cam = np.array([[[[1., 3.], [5., 9.]]], [[[0., 0.], [0., 2.]]]], np.float32)
+  out = np.asarray(actionlet.normalize_per_sample(jnp.asarray(cam)))
+  np.testing.assert_allclose(out, [[[[0, 0.25], [0.5, 1]]], [[[0, 0], [0, 1]]]], rtol=1e-6)
+  # A positive affine change of one map changes neither its result nor the other map's.
+  moved = cam.copy()
+  moved[0] = moved[0] * 7 + 3
+  np.testing.assert_allclose(actionlet.normalize_per_sample(jnp.asarray(moved)), out,
+                             rtol=1e-6, atol=1e-7)

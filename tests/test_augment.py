@@ -1,4 +1,4 @@
-"""Tests for actclr_jax.augment: shapes, jit, identities, invariances and MATS (Eq. 7)."""
+"""Tests for the transforms of actclr_jax.augment: shapes, jit, identities and invariances."""
 
 from __future__ import annotations
 
@@ -12,36 +12,10 @@ import pytest
 
 from actclr_jax import augment
 from actclr_jax import graph
-from tests.conftest import SHARED_DATA
-
-N, C, T, V, M = 4, 3, 20, 25, 2
-LAYOUT = graph.get_layout("ntu")
-PERM = LAYOUT.flip_permutation
-PARTS = LAYOUT.parts
-
-
-def _batch(seed: int = 0) -> np.ndarray:
-  """Random (N, 3, T, V, 2) batch; samples 0 and 2 have no second body."""
-  rng = np.random.default_rng(seed)
-  x = rng.normal(size=(N, C, T, V, M)).astype(np.float32)
-  x[[0, 2], ..., 1] = 0
-  return x
-
-
-def _mask(seed: int = 1) -> np.ndarray:
-  return np.random.default_rng(seed).uniform(size=(N, T, V, M)).astype(np.float32)
-
-
-KEY = jax.random.PRNGKey(0)
-PARTNER = jnp.array([1, 2, 3, 0])
-MASK = jnp.asarray(_mask())
-
-# Composites are compiled once per module and shared by the tests below (compiling is the
-# slow part on CPU).
-FULL = dict(actionlet_transforms=augment.ACTIONLET_TRANSFORMS)  # the paper's whole T_act
-ACT = jax.jit(lambda k, x, a: augment.actionlet_transform(k, x, a, LAYOUT, **FULL))
-NON = jax.jit(lambda k, x: augment.non_actionlet_transform(k, x, LAYOUT))
-MATS = jax.jit(lambda k, x, a: augment.mats(k, x, a, LAYOUT, return_views=True, **FULL))
+from actclr_jax.augment import transforms
+from tests.conftest import (ACT, C, KEY, LAYOUT, M, MASK, MATS, N, NON, PARTNER, PARTS,
+                            PERM, SHARED_DATA, T, V, augment_batch as _batch,
+                            augment_mask as _mask)
 
 # Each transform as a jitted f(key, x) -> x', with its default parameters.
 TRANSFORMS = {
@@ -106,19 +80,6 @@ def test_p_zero_and_zero_amount_are_identity():
   # The traced (non-early-return) paths are identities too when no coin comes up.
   eq(jax.jit(lambda k, a: augment.shear(k, a, amount=1e-30))(KEY, x), x)
   eq(augment.gaussian_blur(KEY, x, kernel_size=1), x)
-
-
-def test_composites_with_everything_off_are_identity():
-  x = jnp.asarray(_batch())
-  m = jnp.asarray(_mask())
-  off = dict(shear_amount=0.0, flip_p=0.0, rotate_max_degrees=0.0, rotate_minor_degrees=0.0,
-             axis_mask_p=0.0, crop_pad_ratio=0.0, temporal_flip_p=0.0, noise_p=0.0, blur_p=0.0,
-             adain_p=0.0, strong_noise_p=0.0, mix_p=0.0, **FULL)
-  x_act, m_act = augment.actionlet_transform(KEY, x, m, LAYOUT, **off)
-  np.testing.assert_array_equal(x_act, x)
-  np.testing.assert_array_equal(m_act, m)
-  np.testing.assert_allclose(augment.mats(KEY, x, m, LAYOUT, **off), x, rtol=1e-6, atol=1e-6)
-  np.testing.assert_array_equal(augment.key_view(KEY, x, LAYOUT, shear_amount=0.0), x)
 
 
 def test_flip_twice_is_identity():
@@ -216,17 +177,27 @@ def test_random_partner_is_derangement():
   np.testing.assert_array_equal(augment.random_partner(KEY, 1), [0])
 
 
-def test_mixup_lies_on_segment():
+def test_mixup_lies_on_segment_with_a_uniform_per_sample_lambda():
   x = jnp.asarray(_batch())
   # All bodies present so the partner is always used.
   x = x.at[:, ..., 1].set(jnp.asarray(_batch(5))[:, ..., 0])
   xp = np.asarray(x)[np.asarray(PARTNER)]
-  out = np.asarray(augment.mixup(KEY, x, PARTNER))
   d = (np.asarray(x) - xp).reshape(N, -1)
-  r = (out - xp).reshape(N, -1)
-  lam = (d * r).sum(1) / (d * d).sum(1)
-  assert np.all((lam >= 0) & (lam <= 1))
-  np.testing.assert_allclose(r, lam[:, None] * d, atol=1e-5)
+  lams = []
+  for key in jax.random.split(KEY, 25):
+    r = (np.asarray(TRANSFORMS["mixup"](key, x)) - xp).reshape(N, -1)
+    lam = (d * r).sum(1) / (d * d).sum(1)
+    # One lambda for every value of a sample: the output is on the segment x[partner] -> x.
+    np.testing.assert_allclose(r, lam[:, None] * d, atol=1e-5)
+    lams.append(lam)
+  lams = np.concatenate(lams)
+  # 100 draws of U(0, 1): per sample, not one per batch, and spread over the whole interval
+  # (a fixed or Beta(alpha, alpha)-peaked lambda, or x and partner swapped, fails these).
+  assert len(np.unique(np.round(lams, 4))) > 90
+  assert abs(lams.mean() - 0.5) < 0.1
+  assert (lams < 0.2).mean() > 0.08 and (lams > 0.8).mean() > 0.08
+  # With itself as partner, mixup changes nothing.
+  np.testing.assert_allclose(augment.mixup(KEY, x, jnp.arange(N)), x, rtol=1e-6, atol=1e-6)
 
 
 def test_cutmix_replaces_parts_within_window():
@@ -283,7 +254,7 @@ def test_skeleton_adain_swaps_style_and_keeps_the_body():
   x[[0, 2], ..., 1] = 0
   out = np.asarray(augment.skeleton_adain(KEY, jnp.asarray(x), PARTNER, p=1.0, eps=1e-6,
                                           max_ratio=2.0))
-  parts = lambda a: [np.asarray(v) for v in augment._adain_parts(jnp.asarray(a), 1e-6)]
+  parts = lambda a: [np.asarray(v) for v in transforms._adain_parts(jnp.asarray(a), 1e-6)]
   traj, pose_in, mot, amp = parts(x)
   traj_out, pose_out, _, amp_out = parts(out)
   partner = np.asarray(PARTNER)
@@ -301,7 +272,9 @@ def test_skeleton_adain_swaps_style_and_keeps_the_body():
 def _real_or_synthetic_batch(n=64):
   """(n, 3, 50, V, M) real MSR sequences (preprocessed) if ../shared/data is there, else
   synthetic sequences of the built-in generator; and the layout."""
-  from actclr_jax.data import msr, preprocess, synthetic  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from actclr_jax.data import preprocess
+  from actclr_jax.data.prepare import msr, synthetic
   root = os.path.join(SHARED_DATA, "msr_action3d")
   if os.path.isdir(root):
     files = sorted(f for f in os.listdir(root) if f.endswith("_skeleton3D.txt"))[:n]
@@ -331,82 +304,3 @@ def test_skeleton_adain_keeps_bone_lengths_and_range():
   lo, hi = np.percentile(ratio, [5, 95])
   assert 0.75 <= lo <= 1.0 <= hi <= 1.33, (lo, hi)
   assert np.abs(out).max() <= 1.5 * np.abs(x).max()
-
-
-def test_mats_combines_act_and_non_views():
-  x = jnp.asarray(_batch())
-  # A hand-built actionlet: 1 on some joints, 0 on the others, fractional on one.
-  a = np.zeros((N, T, V, M), np.float32)
-  a[:, :, 5:12] = 1
-  a[:, :, 20] = 0.5
-  a = jnp.asarray(a)
-  key = jax.random.PRNGKey(3)
-  out, x_act, x_non, a2 = (np.asarray(v) for v in MATS(key, x, a))
-  ones = np.broadcast_to(a2[:, None] == 1, out.shape)
-  zeros = np.broadcast_to(a2[:, None] == 0, out.shape)
-  assert ones.any() and zeros.any()
-  assert not np.allclose(x_act, x_non)
-  # Exact for the combination itself...
-  combined = np.asarray(augment.combine(jnp.asarray(x_act), jnp.asarray(x_non), jnp.asarray(a2)))
-  np.testing.assert_array_equal(combined[ones], x_act[ones])
-  np.testing.assert_array_equal(combined[zeros], x_non[zeros])
-  # ...and up to XLA's recomputation rounding (a few ulp) inside the fused mats program.
-  np.testing.assert_allclose(out[ones], x_act[ones], rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(out[zeros], x_non[zeros], rtol=1e-5, atol=1e-6)
-  mixed = ~(ones | zeros)
-  assert mixed.any()
-  np.testing.assert_allclose(out[mixed], 0.5 * (x_act[mixed] + x_non[mixed]), atol=1e-5)
-  # The views are the composites called with the keys mats_keys gives (up to XLA fusion
-  # rounding between separately compiled programs).
-  k_act, k_non = augment.mats_keys(key)
-  act, act_mask = ACT(k_act, x, a)
-  np.testing.assert_allclose(act, x_act, atol=1e-5)
-  np.testing.assert_array_equal(act_mask, a2)
-  np.testing.assert_allclose(NON(k_non, jnp.asarray(x_act)), x_non, atol=1e-5)
-  np.testing.assert_array_equal(MATS(key, x, a)[0], out)
-
-
-def test_actionlet_mask_follows_spatial_flip_and_crop():
-  # Only the warps on; put the joint and frame index into x and check the mask matches.
-  idx = (np.arange(T)[:, None] * 100 + np.arange(V)[None] + 1).astype(np.float32)
-  x = np.broadcast_to(idx[None, None, :, :, None], (N, C, T, V, M)).copy()
-  m = np.broadcast_to(idx[None, :, :, None], (N, T, V, M)).copy()
-  off = dict(shear_amount=0.0, rotate_max_degrees=0.0, rotate_minor_degrees=0.0,
-             axis_mask_p=0.0, noise_p=0.0, blur_p=0.0, adain_p=0.0, flip_p=0.5,
-             temporal_flip_p=0.5, **FULL)
-  for key in jax.random.split(KEY, 3):
-    xa, ma = augment.actionlet_transform(key, jnp.asarray(x), jnp.asarray(m), LAYOUT, **off)
-    np.testing.assert_array_equal(ma, np.asarray(xa)[:, 0])
-
-
-def test_config_validation():
-  with pytest.raises(KeyError):
-    augment.resolve_config(no_such_field=1)
-  cfg = augment.resolve_config({"shear_amount": 0.1}, noise_std=0.2)
-  assert cfg.shear_amount == 0.1 and cfg.noise_std == 0.2 and cfg.flip_p == 0.5
-  with pytest.raises(ValueError, match="key_transforms"):
-    augment.key_view(KEY, jnp.asarray(_batch()), LAYOUT, key_transforms=("spatial_flip",))
-  with pytest.raises(ValueError, match="no_such"):
-    augment.query_view(KEY, jnp.asarray(_batch()), LAYOUT, query_transforms=("no_such",))
-
-
-def test_views_apply_only_the_named_transforms():
-  x = jnp.asarray(_batch())
-  # Each transform draws from its own fold of the key: adding one leaves the others' draws.
-  sheared = augment.query_view(KEY, x, LAYOUT, query_transforms=("shear",))
-  assert not np.allclose(sheared, x)
-  both = augment.query_view(KEY, x, LAYOUT, query_transforms=("shear", "crop"),
-                            crop_pad_ratio=0.0)
-  np.testing.assert_array_equal(both, sheared)
-  np.testing.assert_array_equal(augment.query_view(KEY, x, LAYOUT, query_transforms=()), x)
-  # Order is fixed (ACTIONLET_TRANSFORMS), not the order the config lists them in.
-  a = augment.query_view(KEY, x, LAYOUT, query_transforms=("crop", "shear"))
-  b = augment.query_view(KEY, x, LAYOUT, query_transforms=("shear", "crop"))
-  np.testing.assert_array_equal(a, b)
-
-
-def test_sample_flip_flips_whole_samples():
-  x = jnp.asarray(_batch())
-  np.testing.assert_array_equal(augment.sample_flip(KEY, x, LAYOUT, sample_flip_p=0.0), x)
-  np.testing.assert_array_equal(augment.sample_flip(KEY, x, LAYOUT, sample_flip_p=1.0),
-                                np.asarray(x)[:, :, :, PERM])

@@ -20,7 +20,7 @@ def _state_at(workdir, step=None):
 def test_methods_share_phase_one_and_the_table_has_every_cell(tmp_path):
   config = eval_config(tmp_path / "data")
   config.num_epochs, config.actionlet.start_epoch = 2, 1
-  config.eval.linear_epochs, config.eval.linear_decay_epochs = 5, (4,)
+  config.eval.linear.epochs, config.eval.linear.decay_epochs = 5, (4,)
   workdir = str(tmp_path / "compare")
   results = compare.run_seed(config, workdir, 0, compare.METHODS)
   seed_dir = os.path.join(workdir, "seed0")
@@ -43,7 +43,20 @@ def test_methods_share_phase_one_and_the_table_has_every_cell(tmp_path):
     for method in compare.METHODS:
       for metric in compare.METRICS:
         cell = table[protocol][method][metric]
-        assert 0.0 <= cell["mean"] <= 100.0 and cell["std"] == 0.0
+        value = results[method][protocol][metric]
+        assert cell["values"] == [value] and cell["mean"] == value and cell["std"] == 0.0
+  # The cells are the evaluators' records: the last protocol evaluated (bn_recal) is on disk.
+  last = list(compare.PROTOCOLS)[-1]
+  for method in compare.METHODS:
+    with open(os.path.join(seed_dir, method, "eval", "knn.json")) as f:
+      knn = json.load(f)
+    assert knn["config"]["eval"]["features"] == {**compare.PROTOCOLS[last],
+                                                 "bn_recalibration_batch_size": 128}
+    assert results[method][last]["knn_top1_k20"] == knn["metrics"]["top1_k20"]
+  # Different encoders, and different feature protocols of one encoder, give different cells.
+  cells = lambda method, protocol: tuple(results[method][protocol][m] for m in compare.METRICS)
+  assert cells("random", "as_trained") != cells("actclr", "as_trained")
+  assert cells("random", "as_trained") != cells("random", "standardized")
   text = compare.format_table(table, compare.METHODS, [0])
   assert "standardized (primary)" in text and text.count("actclr") == len(compare.PROTOCOLS)
   # A second call reuses the finished runs and evaluations.

@@ -1,11 +1,16 @@
-"""Tests for the array-level evaluation blocks: kNN, linear probe, metrics, semi, ensemble."""
+"""Tests for the array-level evaluation blocks: kNN, the classifier loop and the linear probe,
+metrics, semi, ensemble."""
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
-from actclr_jax.evaluate import ensemble, knn, linear, metrics, semi
+from actclr_jax import schedules
+from actclr_jax.evaluate import classifier, ensemble, knn, linear, metrics, semi
 
 
 def _blobs(rng, centers, n, noise):
@@ -87,6 +92,54 @@ def test_knn_rejects_bad_input():
     knn.knn_predict(x, np.zeros(4), np.ones((2, 5)))
   with pytest.raises(ValueError, match="NaN"):
     knn.knn_predict(x, np.zeros(4), np.full((2, 3), np.nan))
+
+
+# ---------------------------------------------------------------------- classifier
+
+
+@pytest.mark.parametrize("weight_decay,nesterov", [(0.0, False), (1e-2, True)])
+def test_train_step_is_optax_sgd_with_the_schedule(weight_decay, nesterov):
+  """train_step(sgd(...)) at lr = schedule(step) takes the steps of optax.sgd(schedule)."""
+  rng = np.random.default_rng(0)
+  target = jnp.asarray(rng.normal(size=(4, 3)), jnp.float32)
+  loss_fn = lambda p, b, batch, r: (jnp.sum((p["w"] * batch - target) ** 2), b)
+  schedule = schedules.step_decay(0.05, (2,), steps_per_epoch=2)
+  reference = optax.sgd(schedule, momentum=0.9, nesterov=nesterov)
+  if weight_decay:
+    reference = optax.chain(optax.add_decayed_weights(weight_decay), reference)
+  tx = classifier.sgd(weight_decay, momentum=0.9, nesterov=nesterov)
+  step = jax.jit(classifier.train_step(loss_fn, tx))
+  params = want = {"w": jnp.ones((4, 3), jnp.float32)}
+  state, ref_state = tx.init(params), reference.init(want)
+  for i in range(6):
+    batch = jnp.asarray(rng.normal(size=(4, 3)), jnp.float32)
+    params, _, state, _ = step(params, None, state, batch, None, jnp.float32(schedule(i)))
+    grads = jax.grad(lambda p: loss_fn(p, None, batch, None)[0])(want)
+    updates, ref_state = reference.update(grads, ref_state, want)
+    want = optax.apply_updates(want, updates)
+  np.testing.assert_allclose(params["w"], want["w"], rtol=1e-6, atol=1e-7)
+
+
+def test_fit_tracks_best_and_final_and_names_the_lr_key_on_divergence():
+  labels = np.array([0, 1, 2, 0])
+  # Epoch e's classifier gets the first (e mod 4) samples right (0, 1, 2, 3, 0 correct).
+  wrong = np.eye(3)[(labels + 1) % 3]
+  right = np.eye(3)[labels]
+  predict = lambda e: np.where(np.arange(4)[:, None] < e % 4, right, wrong)
+  seen = []
+  out = classifier.fit(0, lambda e, epoch, lrs: (e + 1, float(lrs.sum())), predict, labels,
+                       epochs=5, lr=1.0, decay_epochs=(3,), steps_per_epoch=2, name="toy",
+                       lr_key="config key toy.lr", keep_best_state=True,
+                       callback=lambda e, r: seen.append(r["lr"]))
+  assert out["top1_history"] == [25.0, 50.0, 75.0, 0.0, 25.0]
+  assert out["best_top1"] == 75.0 and out["best_epoch"] == 3 and out["best_state"] == 3
+  assert out["final_top1"] == 25.0 and out["state"] == 5
+  assert out["loss_history"] == pytest.approx([2.0, 2.0, 2.0, 0.2, 0.2])  # sum of 2 lrs
+  assert seen == pytest.approx([1.0, 1.0, 1.0, 0.1, 0.1])
+  with pytest.raises(FloatingPointError, match="toy diverged in epoch 1.*config key toy.lr"):
+    classifier.fit(0, lambda e, epoch, lrs: (e, float("nan")), predict, labels, epochs=2,
+                   lr=1.0, decay_epochs=(), steps_per_epoch=1, name="toy",
+                   lr_key="config key toy.lr")
 
 
 # -------------------------------------------------------------------------- linear

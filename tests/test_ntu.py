@@ -12,7 +12,7 @@ import pytest
 
 from actclr_jax import graph
 from actclr_jax.data import io
-from actclr_jax.data import ntu
+from actclr_jax.data.prepare import ntu, ntu_skeleton, writer
 
 # name -> (frames, bodies per frame, label); verified by parsing the files.
 SAMPLES = {
@@ -67,7 +67,7 @@ def _bodies(skeleton):
 def test_frame_counts_bodies_and_labels(shared_data):
   counts = []
   for name, (frames, bodies, label) in SAMPLES.items():
-    skeleton = ntu.parse_skeleton_file(_path(shared_data, name))
+    skeleton = ntu_skeleton.parse_skeleton_file(_path(shared_data, name))
     counts.append(skeleton.num_frames)
     assert skeleton.num_frames == frames, name
     assert set(skeleton.body_counts) == {bodies}, name
@@ -77,14 +77,14 @@ def test_frame_counts_bodies_and_labels(shared_data):
 
 
 def test_every_field_is_read_exactly(shared_data):
-  skeleton = ntu.parse_skeleton_file(_path(shared_data, "S001C003P008R002A058"))
+  skeleton = ntu_skeleton.parse_skeleton_file(_path(shared_data, "S001C003P008R002A058"))
   first, second = skeleton.frames[0]
   # 64-bit ids above 2**53 must survive exactly (a float64 would round them).
   assert first.tracking_id == 72057594037944738
   assert second.tracking_id == 72057594037944734
   assert isinstance(first.tracking_id, int)
   np.testing.assert_array_equal(first.info, [0, 1, 1, 1, 1, 0, 0.01119184, -0.256052, 2])
-  assert first.joints.shape == (25, len(ntu.JOINT_FIELDS))
+  assert first.joints.shape == (25, len(ntu_skeleton.JOINT_FIELDS))
   np.testing.assert_array_equal(first.joints[0], [
       0.7201789, 0.1647426, 3.561895, 336.5812, 192.8021, 1184.537, 489.4118, -0.2218947,
       0.03421978, 0.968875, -0.1042736, 2])
@@ -96,9 +96,9 @@ def test_every_field_is_read_exactly(shared_data):
 
 
 def test_round_trip_through_writer(shared_data, tmp_path):
-  skeleton = ntu.parse_skeleton_file(_path(shared_data, "S001C003P008R002A058"))
+  skeleton = ntu_skeleton.parse_skeleton_file(_path(shared_data, "S001C003P008R002A058"))
   path = _write(tmp_path / "S001C003P008R002A058.skeleton", _format_skeleton(_bodies(skeleton)))
-  again = ntu.parse_skeleton_file(path)
+  again = ntu_skeleton.parse_skeleton_file(path)
   assert again.tracking_ids == skeleton.tracking_ids
   for bodies_a, bodies_b in zip(skeleton.frames, again.frames):
     for a, b in zip(bodies_a, bodies_b):
@@ -109,7 +109,7 @@ def test_round_trip_through_writer(shared_data, tmp_path):
 @pytest.mark.parametrize("body_selection", ["energy", "file_order"])
 def test_coordinates_and_bones_are_physical(shared_data, body_selection):
   for name, (frames, bodies, _) in SAMPLES.items():
-    array = ntu.to_array(ntu.parse_skeleton_file(_path(shared_data, name)),
+    array = ntu_skeleton.to_array(ntu_skeleton.parse_skeleton_file(_path(shared_data, name)),
                          body_selection=body_selection)
     # No sample has empty frames, so both modes keep every frame.
     assert array.shape == (frames, 2, 25, 3) and array.dtype == np.float32
@@ -137,19 +137,19 @@ def test_coordinates_and_bones_are_physical(shared_data, body_selection):
 
 
 def test_two_body_sample_energy_ranks_by_motion(shared_data):
-  skeleton = ntu.parse_skeleton_file(_path(shared_data, "S001C003P008R002A058"))
-  energy = ntu.to_array(skeleton, body_selection="energy")
-  order = ntu.to_array(skeleton, body_selection="file_order")
+  skeleton = ntu_skeleton.parse_skeleton_file(_path(shared_data, "S001C003P008R002A058"))
+  energy = ntu_skeleton.to_array(skeleton, body_selection="energy")
+  order = ntu_skeleton.to_array(skeleton, body_selection="file_order")
   assert (np.abs(energy).sum(axis=(2, 3)) > 0).all()
-  assert ntu.motion_energy(energy[:, 0]) >= ntu.motion_energy(energy[:, 1])
+  assert ntu_skeleton.motion_energy(energy[:, 0]) >= ntu_skeleton.motion_energy(energy[:, 1])
   # The same two people, in file order or by energy.
-  assert {ntu.motion_energy(order[:, m]) for m in range(2)} == {
-      ntu.motion_energy(energy[:, m]) for m in range(2)}
+  assert {ntu_skeleton.motion_energy(order[:, m]) for m in range(2)} == {
+      ntu_skeleton.motion_energy(energy[:, m]) for m in range(2)}
 
 
 def test_energy_drops_a_ghost_that_file_order_keeps(shared_data, tmp_path):
   """A static 5-frame ghost listed first, and 3 empty frames in front."""
-  skeleton = ntu.parse_skeleton_file(_path(shared_data, "S001C001P001R001A011"))
+  skeleton = ntu_skeleton.parse_skeleton_file(_path(shared_data, "S001C001P001R001A011"))
   person = skeleton.frames[0][0]
   ghost_joints = person.joints.copy()
   ghost_joints[:, :3] = [1.5, 0.0, 4.0]
@@ -157,44 +157,44 @@ def test_energy_drops_a_ghost_that_file_order_keeps(shared_data, tmp_path):
   for t in range(13, 18):
     frames[t] = [(123, person.info, ghost_joints)] + frames[t]
   path = _write(tmp_path / "S001C001P001R001A011.skeleton", _format_skeleton(frames))
-  noisy = ntu.parse_skeleton_file(path)
+  noisy = ntu_skeleton.parse_skeleton_file(path)
   assert noisy.num_frames == 85 and noisy.body_counts[13:18] == [2] * 5
 
-  original = ntu.to_array(skeleton, body_selection="file_order")
-  order = ntu.to_array(noisy, body_selection="file_order")
+  original = ntu_skeleton.to_array(skeleton, body_selection="file_order")
+  order = ntu_skeleton.to_array(noisy, body_selection="file_order")
   assert order.shape == (85, 2, 25, 3)  # empty frames kept by default in file order
   assert not order[:3].any()
   np.testing.assert_array_equal(order[13:18, 0], ghost_joints[None, :, :3].repeat(5, 0))
   np.testing.assert_array_equal(order[13:18, 1], original[10:15, 0])
 
-  energy = ntu.to_array(noisy)  # energy; empty frames dropped by default
+  energy = ntu_skeleton.to_array(noisy)  # energy; empty frames dropped by default
   np.testing.assert_array_equal(energy, original)
-  kept = ntu.to_array(noisy, drop_empty_frames=False)
+  kept = ntu_skeleton.to_array(noisy, drop_empty_frames=False)
   assert kept.shape == (85, 2, 25, 3) and not kept[:3].any()
   np.testing.assert_array_equal(kept[3:], original)
-  dropped = ntu.to_array(noisy, body_selection="file_order", drop_empty_frames=True)
+  dropped = ntu_skeleton.to_array(noisy, body_selection="file_order", drop_empty_frames=True)
   assert dropped.shape == (82, 2, 25, 3)
 
 
 def test_energy_continues_a_redetected_person_in_the_same_slot(shared_data, tmp_path):
-  skeleton = ntu.parse_skeleton_file(_path(shared_data, "S001C001P001R001A011"))
+  skeleton = ntu_skeleton.parse_skeleton_file(_path(shared_data, "S001C001P001R001A011"))
   frames = _bodies(skeleton)
   for t in range(40, len(frames)):  # the sensor loses the person and re-detects a "new" id
     frames[t] = [(999, info, joints) for _, info, joints in frames[t]]
   path = _write(tmp_path / "S001C001P001R001A011.skeleton", _format_skeleton(frames))
-  energy = ntu.to_array(ntu.parse_skeleton_file(path))
-  np.testing.assert_array_equal(energy, ntu.to_array(skeleton))
+  energy = ntu_skeleton.to_array(ntu_skeleton.parse_skeleton_file(path))
+  np.testing.assert_array_equal(energy, ntu_skeleton.to_array(skeleton))
   assert not energy[:, 1].any()
 
 
 def test_load_sample_pads_and_centre_crops(shared_data):
   path = _path(shared_data, "S001C001P001R001A011")
-  array = ntu.to_array(ntu.parse_skeleton_file(path))  # (82, 2, 25, 3)
-  padded = ntu.load_sample(path, max_frames=300)
+  array = ntu_skeleton.to_array(ntu_skeleton.parse_skeleton_file(path))  # (82, 2, 25, 3)
+  padded = ntu_skeleton.load_sample(path, max_frames=300)
   assert padded.shape == (3, 300, 25, 2) and padded.dtype == np.float32
   np.testing.assert_array_equal(padded[:, :82], array.transpose(3, 0, 2, 1))
   assert not padded[:, 82:].any()
-  cropped = ntu.load_sample(path, max_frames=50)
+  cropped = ntu_skeleton.load_sample(path, max_frames=50)
   np.testing.assert_array_equal(cropped, array[16:66].transpose(3, 0, 2, 1))
 
 
@@ -248,7 +248,7 @@ def _bad(tmp_path, lines, name="S001C001P001R001A011"):
 
 def _assert_error(path, line, match):
   with pytest.raises(io.DataError) as error:
-    ntu.load_sample(path)
+    ntu_skeleton.load_sample(path)
   message = str(error.value)
   assert path in message and f"line {line}:" in message and match in message, message
 
@@ -302,10 +302,10 @@ def test_empty_file_and_trailing_content(shared_data, tmp_path):
 
 def test_file_without_bodies(tmp_path):
   path = _bad(tmp_path, ["3", "0", "0", "0"])
-  assert ntu.parse_skeleton_file(path).body_counts == [0, 0, 0]
-  for body_selection in ntu.BODY_SELECTIONS:
+  assert ntu_skeleton.parse_skeleton_file(path).body_counts == [0, 0, 0]
+  for body_selection in ntu_skeleton.BODY_SELECTIONS:
     with pytest.raises(io.DataError, match="no body in any of the 3 frames"):
-      ntu.to_array(ntu.parse_skeleton_file(path), body_selection=body_selection)
+      ntu_skeleton.to_array(ntu_skeleton.parse_skeleton_file(path), body_selection=body_selection)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -353,7 +353,7 @@ def test_prepare_skip_bad_writes_the_good_ones(shared_data, tmp_path):
   data = np.load(os.path.join(out, "xview", "val_data.npy"))
   assert data.shape == (2, 3, 120, 25, 2) and data.dtype == np.float32
   for row, name in enumerate(names):
-    np.testing.assert_array_equal(data[row], ntu.load_sample(_path(shared_data, name),
+    np.testing.assert_array_equal(data[row], ntu_skeleton.load_sample(_path(shared_data, name),
                                                              max_frames=120))
   assert np.load(os.path.join(out, "xview", "train_data.npy")).shape == (0, 3, 120, 25, 2)
   np.testing.assert_array_equal(np.load(os.path.join(out, "xsub", "train_data.npy"))[0], data[0])
@@ -383,9 +383,18 @@ def test_prepare_ntu120_splits(shared_data, tmp_path):
 
 def test_write_split_rejects_bad_arrays_and_labels(tmp_path):
   with pytest.raises(io.DataError, match="expected \\(N, C, T, V, M\\)"):
-    io.write_split(str(tmp_path), "train", np.zeros((2, 3, 4, 25), np.float32), ["a", "b"], [0, 1])
-  with pytest.raises(io.DataError, match="2 samples, 2 names, 1 labels"):
-    io.write_split(str(tmp_path), "train", np.zeros((2, 3, 4, 25, 2), np.float32), ["a", "b"], [0])
+    writer.write_split(str(tmp_path), "train", np.zeros((2, 3, 4, 25), np.float32), ["a", "b"],
+                       [0, 1], (3, 4, 25))
+  with pytest.raises(io.DataError, match="2 names, 1 labels"):
+    writer.write_split(str(tmp_path), "train", np.zeros((2, 3, 4, 25, 2), np.float32),
+                       ["a", "b"], [0], (3, 4, 25, 2))
+  with pytest.raises(io.DataError, match="1 samples for 2 names and labels"):
+    writer.write_split(str(tmp_path), "train", np.zeros((1, 3, 4, 25, 2), np.float32),
+                       ["a", "b"], [0, 1], (3, 4, 25, 2))
+  with pytest.raises(io.DataError, match=r"row 1 has shape \(3, 4, 20, 2\)"):
+    writer.write_split(str(tmp_path), "train",
+                       [np.zeros((3, 4, 25, 2)), np.zeros((3, 4, 20, 2))], ["a", "b"], [0, 1],
+                       (3, 4, 25, 2))
   assert not os.listdir(tmp_path)
   path = tmp_path / "val_label.pkl"
   with open(path, "wb") as f:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from actclr_jax.data import io
-from actclr_jax.data import nwucla
+from actclr_jax.data.prepare import nwucla
 
 # (action code, subject, episode, view, frames)
 SEQUENCES = [

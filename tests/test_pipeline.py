@@ -7,6 +7,7 @@ import pytest
 
 from actclr_jax import graph
 from actclr_jax.data import io, pipeline, preprocess, streams
+from actclr_jax.data.prepare import writer
 
 LAYOUT = graph.NTU
 
@@ -15,8 +16,8 @@ def _write(root, n, *, frames=50, split="xsub", part="train", seed=0, raw=False)
   rng = np.random.default_rng(seed)
   x = rng.normal(size=(n, 3, frames, 25, 2)).astype(np.float32)
   x[..., 1] = 0
-  io.write_split(os.path.join(root, split), part, x, [f"s{i}" for i in range(n)],
-                 rng.integers(0, 5, n))
+  writer.write_split(os.path.join(root, split), part, x, [f"s{i}" for i in range(n)],
+                     rng.integers(0, 5, n), x.shape[1:])
   if not raw:
     os.replace(os.path.join(root, split, f"{part}_data.npy"),
                os.path.join(root, split, f"{part}_data_t50.npy"))
@@ -169,3 +170,18 @@ def test_bad_inputs_name_the_file_or_config_key(tmp_path):
   np.save(os.path.join(tmp_path, "xsub", "train_data_t50.npy"), np.zeros((4, 3, 50, 25)))
   with pytest.raises(io.DataError, match=r"train_data_t50.npy: expected an array of shape"):
     pipeline.load_split(str(tmp_path), "xsub", "train", LAYOUT)
+
+
+def test_load_data_generates_a_registered_generated_set_and_rejects_unknown_ones(tmp_path):
+  from configs import synthetic as synthetic_config  # pylint: disable=g-import-not-at-top
+  config = synthetic_config.get_config()
+  config.data.root = str(tmp_path / "synthetic")
+  config.data.synthetic_samples = 60
+  config.data.frames = 20
+  config.batch_size = 8
+  data = pipeline.load_data(config)
+  assert len(data.train) + len(data.val) == 60
+  assert data.train.data.shape[1:] == (3, 20, 25, 2) and data.train.actionlet is not None
+  config.data.dataset = "kinetics"
+  with pytest.raises(ValueError, match="config key data.dataset"):
+    pipeline.load_data(config)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from actclr_jax.data import io
-from actclr_jax.data import pku_mmd
+from actclr_jax.data.prepare import pku_mmd
 
 # video -> (frames, two bodies?, label rows (class, start, end, confidence))
 VIDEOS = {

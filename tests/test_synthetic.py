@@ -10,7 +10,7 @@ import pytest
 
 from actclr_jax import graph
 from actclr_jax.data import io
-from actclr_jax.data import synthetic
+from actclr_jax.data.prepare import synthetic
 
 LAYOUT = graph.get_layout("ntu")
 EDGES = np.array(LAYOUT.edges)

@@ -1,14 +1,14 @@
-"""Shared I/O for data preparation: errors, atomic writes, the on-disk split layout, progress."""
+"""Shared I/O of the runtime and of preparation: the error type, atomic writes, the label
+file reader, progress bars and frame padding. The array writer is `prepare/writer.py`."""
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import pickle
 import sys
 import tempfile
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator
 
 import numpy as np
 import tqdm
@@ -41,20 +41,6 @@ def atomic_path(path: str) -> Iterator[str]:
       os.remove(tmp)
 
 
-def report_bad_files(bad: Sequence[tuple[str, str]], what: str, skip_bad: bool) -> None:
-  """Ends a folder run's bad-file handling: raises one DataError listing every (file, message)
-  unless `skip_bad`, in which case each is logged as skipped. `what` names the data set."""
-  if not bad:
-    return
-  listing = "\n".join(f"  {message if message.startswith(str(path)) else f'{path}: {message}'}"
-                       for path, message in bad)
-  if not skip_bad:
-    raise DataError(f"{len(bad)} bad {what} file(s); nothing was written (pass --skip_bad to "
-                    f"skip them):\n{listing}")
-  for path, message in bad:
-    logging.warning("skipping bad %s file %s: %s", what, path, message)
-
-
 def save_npy(path: str, array: np.ndarray) -> None:
   """Writes `array` to `path` (.npy) atomically."""
   with atomic_path(path) as tmp:
@@ -82,54 +68,10 @@ def load_labels(path: str) -> tuple[list[str], np.ndarray]:
   return list(names), labels
 
 
-def write_split(out_dir: str, part: str, data: np.ndarray, names: Sequence[str],
-                labels: Sequence[int], extras: dict[str, np.ndarray] | None = None) -> None:
-  """Writes `{out_dir}/{part}_data.npy` (N, C, T, V, M) and `{part}_label.pkl`.
-
-  `extras` maps a suffix to an array with N rows, written as `{part}_{suffix}.npy`.
-  """
-  if data.ndim != 5:
-    raise DataError(f"{out_dir}/{part}_data.npy: expected (N, C, T, V, M), got shape {data.shape}")
-  if not len(names) == len(labels) == len(data):
-    raise DataError(f"{out_dir}/{part}: {len(data)} samples, {len(names)} names, "
-                    f"{len(labels)} labels")
-  save_npy(os.path.join(out_dir, f"{part}_data.npy"), data.astype(np.float32, copy=False))
-  save_pickle(os.path.join(out_dir, f"{part}_label.pkl"),
-              (list(names), [int(l) for l in labels]))
-  for suffix, array in (extras or {}).items():
-    if len(array) != len(data):
-      raise DataError(f"{out_dir}/{part}_{suffix}.npy: {len(array)} rows for {len(data)} samples")
-    save_npy(os.path.join(out_dir, f"{part}_{suffix}.npy"), array)
-
-
-def write_samples(split_dir: str, samples: dict, sample_shape: tuple[int, ...]) -> dict[str, int]:
-  """Writes {part: ([data (C, T, V, M)], [name], [label])} with write_split; returns the counts.
-
-  An empty part is written as a (0, *sample_shape) array.
-  """
-  counts = {}
-  for part, (data, names, labels) in samples.items():
-    array = np.stack(data) if data else np.zeros((0,) + tuple(sample_shape), np.float32)
-    write_split(split_dir, part, array, names, labels)
-    counts[part] = len(names)
-  return counts
-
-
 def progress(items: Iterable, desc: str, total: int | None = None):
   """A tqdm progress bar on stderr."""
   return tqdm.tqdm(items, desc=desc, total=total, file=sys.stderr, dynamic_ncols=True,
                    mininterval=0.5)
-
-
-def check_finite(array: np.ndarray, where: str) -> None:
-  """Raises DataError naming `where` and the first frame with a NaN or inf value.
-
-  `array` is (T, ...) with time first.
-  """
-  bad = ~np.isfinite(array)
-  if bad.any():
-    frame = int(np.argwhere(bad)[0][0])
-    raise DataError(f"{where}: NaN or inf coordinate at frame {frame}")
 
 
 def pad_or_crop_frames(sequence: np.ndarray, max_frames: int) -> np.ndarray:

@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 
 from actclr_jax import graph
-from actclr_jax.data import io, preprocess, streams
+from actclr_jax.data import io, preprocess, registry, streams
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,35 +108,68 @@ def process_shard() -> tuple[int, int]:
 
 
 def steps_per_epoch(num_samples: int, global_batch_size: int, shard_count: int = 1) -> int:
-  """Training steps in one epoch (each process drops its remainder)."""
-  per_process = global_batch_size // shard_count
-  steps = (num_samples // shard_count) // per_process
+  """Training steps in one epoch: whole global batches (the same for any number of processes)."""
+  del shard_count  # every process reads its slice of the same global batches
+  steps = num_samples // global_batch_size
   if steps == 0:
     raise ValueError(f"batch_size {global_batch_size} exceeds the {num_samples} training samples "
                      f"(config key batch_size)")
   return steps
 
 
-def train_loader(arrays: SplitArrays, *, global_batch_size: int, epoch: int, seed: int,
-                 stream: str, layout: graph.Layout, shard: tuple[int, int] = (0, 1),
-                 worker_count: int = 0) -> grain.DataLoader:
-  """A DataLoader over one epoch: shuffled from (seed, epoch), sharded, remainder dropped.
+class _EpochOrder(grain.sources.RandomAccessDataSource):
+  """This process's records of one epoch, in order: record j is the (j % b)-th sample of this
+  process's slice of global batch j // b, with b the per-process batch."""
 
-  Yields {'data': (B, C, T, V, M), 'label': (B,), 'index': (B,)} with B the per-process batch.
+  def __init__(self, source: SkeletonSource, keys: np.ndarray):
+    self._source, self._keys = source, keys
+
+  def __len__(self) -> int:
+    return len(self._keys)
+
+  def __getitem__(self, index: int) -> dict:
+    return self._source[int(self._keys[index])]
+
+
+def epoch_keys(num_samples: int, *, global_batch_size: int, epoch: int, seed: int,
+               shard: tuple[int, int] = (0, 1)) -> np.ndarray:
+  """The sample indices this process reads in one epoch, (steps * per-process batch,).
+
+  The epoch's permutation comes from (seed, epoch) alone; global batch i is its slice
+  [i * B, (i + 1) * B) and process p reads the p-th part of each, so that the global batches,
+  and therefore training, do not depend on the number of processes.
   """
   shard_index, shard_count = shard
   if global_batch_size % shard_count:
     raise ValueError(f"batch_size {global_batch_size} is not divisible by the {shard_count} "
                      f"processes (config key batch_size)")
-  sampler = grain.samplers.IndexSampler(
-      num_records=len(arrays),
-      shard_options=grain.sharding.ShardOptions(shard_index, shard_count, drop_remainder=True),
-      shuffle=True, num_epochs=1, seed=_epoch_seed(seed, epoch))
-  return grain.DataLoader(
-      data_source=SkeletonSource(arrays), sampler=sampler,
-      operations=[ToStream(stream, layout),
-                  grain.transforms.Batch(global_batch_size // shard_count, drop_remainder=True)],
-      worker_count=worker_count)
+  local = global_batch_size // shard_count
+  steps = steps_per_epoch(num_samples, global_batch_size)
+  order = grain.MapDataset.range(num_samples).shuffle(seed=_epoch_seed(seed, epoch))
+  j = np.arange(steps * local)
+  positions = (j // local) * global_batch_size + shard_index * local + j % local
+  return np.asarray([order[int(p)] for p in positions], np.int64)
+
+
+def train_loader(arrays: SplitArrays, *, global_batch_size: int, epoch: int, seed: int,
+                 stream: str, layout: graph.Layout, shard: tuple[int, int] = (0, 1),
+                 worker_count: int = 0) -> grain.IterDataset:
+  """One epoch of this process's batches, shuffled from (seed, epoch) (see epoch_keys).
+
+  Yields {'data': (B, C, T, V, M), 'label': (B,), 'index': (B,)} with B the per-process batch;
+  its iterator's position is checkpointable (grain.checkpoint). worker_count > 0 reads and
+  converts records in that many worker processes.
+  """
+  keys = epoch_keys(len(arrays), global_batch_size=global_batch_size, epoch=epoch, seed=seed,
+                    shard=shard)
+  dataset = (grain.MapDataset.source(_EpochOrder(SkeletonSource(arrays), keys))
+             .map(ToStream(stream, layout))
+             .batch(global_batch_size // shard[1], drop_remainder=True)
+             .to_iter_dataset())
+  if worker_count > 0:
+    dataset = dataset.mp_prefetch(grain.multiprocessing.MultiprocessingOptions(
+        num_workers=worker_count))
+  return dataset
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -187,17 +220,18 @@ class Data:
 
 
 def prepare_synthetic_if_missing(config: ml_collections.ConfigDict) -> None:
-  """Generates the built-in synthetic set at data.root when it is not there yet."""
-  if config.data.dataset != "synthetic":
+  """Writes a generated data set (the registry's `generated`, e.g. synthetic) at data.root
+  when it is not there yet, with config keys data.synthetic_samples and data.synthetic_seed."""
+  dataset = registry.get(config.data.dataset)
+  if not dataset.generated:
     return
   if os.path.exists(os.path.join(config.data.root, config.data.split, "train_label.pkl")):
     return
-  from actclr_jax.data import synthetic  # pylint: disable=g-import-not-at-top
-  logging.info("generating the synthetic data set in %s", config.data.root)
-  summary = synthetic.prepare(config.data.root, num_samples=config.data.synthetic_samples,
-                              seed=config.data.synthetic_seed)
+  logging.info("generating the %s data set in %s", dataset.name, config.data.root)
+  dataset.prepare_function()(out_dir=config.data.root, num_samples=config.data.synthetic_samples,
+                             seed=config.data.synthetic_seed)
+  from actclr_jax.data.prepare import synthetic  # pylint: disable=g-import-not-at-top
   logging.info("%s", synthetic.summarize(config.data.root))
-  del summary
 
 
 def load_data(config: ml_collections.ConfigDict) -> Data:
@@ -207,9 +241,8 @@ def load_data(config: ml_collections.ConfigDict) -> Data:
   kwargs = dict(frames=config.data.frames, center=config.data.center, resize=config.data.resize,
                 view_normalize=config.data.view_normalize)
   train = load_split(config.data.root, config.data.split, config.data.train_part, layout,
-                              **kwargs)
-  val = load_split(config.data.root, config.data.split, config.data.val_part, layout,
-                            **kwargs)
+                     **kwargs)
+  val = load_split(config.data.root, config.data.split, config.data.val_part, layout, **kwargs)
   for arrays in (train, val):
     if arrays.labels.max(initial=0) >= config.data.num_classes:
       raise io.DataError(f"{arrays.path}: label {arrays.labels.max()} >= config key "

@@ -1,7 +1,10 @@
-"""Evaluation on frozen features: kNN, linear probe, metrics, semi-supervised subsets, ensemble.
+"""Evaluation of a pretrained encoder.
 
-These modules work on arrays (features, labels, logits); restoring encoders and
-extracting features happens in the caller.
+Array-level blocks (features, labels, logits in; numbers out): knn, linear, metrics, semi,
+ensemble. The evaluators (`--mode` of main.py) and their registry: evaluators.py, on
+pretrained.py (checkpoint restore), features.py (frozen features and their cache),
+classifier.py (the one classifier-training loop), segment.py, figures.py and base.py (the
+interface and the record). monitor.py is the pretraining monitor.
 """
 
 from actclr_jax.evaluate.ensemble import ensemble_logits, ensemble_report
@@ -10,3 +13,7 @@ from actclr_jax.evaluate.linear import predict_logits, train_linear
 from actclr_jax.evaluate.metrics import (confusion_matrix, segmentation_metrics,
                                          topk_accuracy)
 from actclr_jax.evaluate.semi import sample_per_class
+
+__all__ = ["confusion_matrix", "ensemble_logits", "ensemble_report", "knn_accuracy",
+           "knn_predict", "knn_predict_multi", "predict_logits", "sample_per_class",
+           "segmentation_metrics", "topk_accuracy", "train_linear"]

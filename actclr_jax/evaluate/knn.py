@@ -134,7 +134,7 @@ def standardize(train_x: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, .
   """Features minus the train mean, over the train std (dimensions with std <= 1e-8 kept).
 
   A frozen, affine-free BatchNorm in front of the linear layer (the MAE linear probe), and the
-  same transform before KNN. Off by default (config key eval.standardize_features), as in the
+  same transform before KNN. Off by default (config key eval.features.standardize), as in the
   ActCLR family's protocol; it matters when the features barely vary between samples, e.g. for
   a randomly initialised encoder, whose features have pairwise cosine ~0.999.
   """

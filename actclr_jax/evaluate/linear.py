@@ -1,18 +1,16 @@
-"""The linear protocol on cached features: a new linear layer trained by SGD.
+"""The linear probe on cached features: a new linear layer trained by `classifier.fit`.
 
 The defaults follow the family's linear evaluation (NOTES.md): SGD momentum 0.9,
 lr 3.0 at batch 128, weight decay 0, 100 epochs, x0.1 at epoch 80, no augmentation.
-Each epoch runs as one jitted `lax.scan` over its batches, so training on cached
-features takes seconds. The same function trains the per-frame classifier of action
-segmentation on (num_frames_total, C) features; pass a larger batch_size there (and
+Each epoch runs as one jitted `lax.scan` of `classifier.train_step` over its batches, so
+training on cached features takes seconds. The same function trains the per-frame classifier
+of action segmentation on (num_frames_total, C) features; pass a larger batch_size there (and
 scale lr linearly, e.g. 24 at batch 1024).
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import time
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
@@ -21,8 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from actclr_jax import schedules
-from actclr_jax.evaluate import metrics
+from actclr_jax.evaluate import classifier
 
 
 class LinearClassifier(nn.Module):
@@ -69,22 +66,22 @@ def train_linear(train_x, train_y, val_x, val_y, *, num_classes: int, epochs: in
                  batch_size: int = 128, lr: float = 3.0, momentum: float = 0.9,
                  weight_decay: float = 0.0, decay_epochs: Sequence[int] = (80,),
                  nesterov: bool = False, seed: int = 0, eval_batch_size: int = 8192,
-                 log_every: int | None = 10,
+                 log_every: int | None = 10, lr_key: str = "lr",
                  callback: Callable[[int, dict[str, float]], Any] | None = None
                  ) -> dict[str, Any]:
-  """Trains a linear classifier on cached features and evaluates it after every epoch.
+  """Trains a linear classifier on cached features with `classifier.fit`, evaluating it after
+  every epoch.
 
   Args:
     train_x: (N, C) float features; train_y: (N,) class ids in [0, num_classes).
     val_x: (M, C) features; val_y: (M,) class ids.
     num_classes: output classes.
-    epochs, batch_size, lr, momentum, weight_decay, nesterov: SGD settings. Weight decay
-      is added to the gradient before momentum (PyTorch convention) and also applies to
-      the bias.
+    epochs, batch_size, lr, momentum, weight_decay, nesterov: SGD settings (`classifier.sgd`).
     decay_epochs: epochs (0-based) from which the lr is multiplied by another 0.1.
     seed: seeds the parameter init (jax) and the per-epoch shuffling (numpy).
     eval_batch_size: rows per jitted evaluation call.
     log_every: log a line every this many epochs (None: never).
+    lr_key: what the divergence error asks to lower (e.g. 'config key eval.linear.lr').
     callback: called as callback(epoch, record) after each epoch (1-based epoch;
       record has loss, top1, top5, lr).
 
@@ -112,35 +109,43 @@ def train_linear(train_x, train_y, val_x, val_y, *, num_classes: int, epochs: in
   n = len(train_x)
   batch_size = min(batch_size, n)
   steps_per_epoch = math.ceil(n / batch_size)
-  schedule = schedules.step_decay(lr, decay_epochs, steps_per_epoch)
-  tx = optax.sgd(schedule, momentum=momentum or None, nesterov=nesterov)
-  if weight_decay:
-    tx = optax.chain(optax.add_decayed_weights(weight_decay), tx)
-
+  tx = classifier.sgd(weight_decay, momentum, nesterov)
   model = LinearClassifier(num_classes)
   params = model.init(jax.random.PRNGKey(seed), jnp.zeros((1, train_x.shape[1])))
-  opt_state = tx.init(params)
 
-  def loss_fn(p, xb, yb, mb):
+  def loss_fn(p, batch_stats, batch, rng):
+    del rng  # no dropout
+    xb, yb, mb = batch
     losses = optax.softmax_cross_entropy_with_integer_labels(model.apply(p, xb), yb)
-    return jnp.sum(losses * mb) / jnp.maximum(jnp.sum(mb), 1.0)
+    return jnp.sum(losses * mb) / jnp.maximum(jnp.sum(mb), 1.0), batch_stats
+
+  step = classifier.train_step(loss_fn, tx)
 
   @jax.jit
-  def run_epoch(p, state, x, y, index, mask):
-    def step(carry, batch):
-      p, state = carry
-      bi, bm = batch
-      loss, grads = jax.value_and_grad(loss_fn)(p, x[bi], y[bi], bm)
-      updates, state = tx.update(grads, state, p)
-      return (optax.apply_updates(p, updates), state), (loss * jnp.sum(bm))
+  def scan_epoch(p, opt_state, x, y, index, mask, lrs):
+    def body(carry, batch):
+      p, opt_state = carry
+      bi, bm, lr = batch
+      p, _, opt_state, loss = step(p, None, opt_state, (x[bi], y[bi], bm), None, lr)
+      return (p, opt_state), loss * jnp.sum(bm)
 
-    (p, state), weighted = jax.lax.scan(step, (p, state), (index, mask))
-    return p, state, jnp.sum(weighted) / jnp.sum(mask)
+    (p, opt_state), weighted = jax.lax.scan(body, (p, opt_state), (index, mask, lrs))
+    return p, opt_state, jnp.sum(weighted) / jnp.sum(mask)
+
+  x_dev, y_dev = jnp.asarray(train_x), jnp.asarray(train_y)
+  rng = np.random.default_rng(seed)
+
+  def run_epoch(state, epoch, lrs):
+    del epoch  # the shuffling continues one numpy stream
+    index, mask = _epoch_batches(rng, n, batch_size)
+    p, opt_state, loss = scan_epoch(*state, x_dev, y_dev, jnp.asarray(index),
+                                    jnp.asarray(mask), jnp.asarray(lrs))
+    return (p, opt_state), loss
 
   predict = jax.jit(model.apply)
   eval_chunk = max(1, min(eval_batch_size, len(val_x)))
 
-  def val_logits_of(p) -> np.ndarray:
+  def val_logits(state) -> np.ndarray:
     out = []
     for start in range(0, len(val_x), eval_chunk):
       block = val_x[start:start + eval_chunk]
@@ -148,52 +153,17 @@ def train_linear(train_x, train_y, val_x, val_y, *, num_classes: int, epochs: in
       if valid < eval_chunk:
         block = np.concatenate([block, np.zeros((eval_chunk - valid, block.shape[1]),
                                                 np.float32)])
-      out.append(np.asarray(predict(p, jnp.asarray(block)))[:valid])
+      out.append(np.asarray(predict(state[0], jnp.asarray(block)))[:valid])
     return np.concatenate(out)
 
-  x_dev, y_dev = jnp.asarray(train_x), jnp.asarray(train_y)
-  rng = np.random.default_rng(seed)
-  history = {"top1_history": [], "top5_history": [], "loss_history": []}
-  best = {"best_top1": -1.0}
-  start_time = time.perf_counter()
-  for epoch in range(1, epochs + 1):
-    index, mask = _epoch_batches(rng, n, batch_size)
-    lr_now = float(schedule((epoch - 1) * steps_per_epoch))
-    params, opt_state, loss = run_epoch(params, opt_state, x_dev, y_dev,
-                                        jnp.asarray(index), jnp.asarray(mask))
-    logits = val_logits_of(params)
-    ranks = metrics.topk_ranks(logits, val_y)
-    top1 = float(100.0 * np.mean(ranks < 1))
-    top5 = float(100.0 * np.mean(ranks < 5))
-    loss = float(loss)
-    if not math.isfinite(loss):
-      raise FloatingPointError(f"linear training diverged at epoch {epoch} (loss {loss}, "
-                               f"lr {lr_now}); lower lr")
-    history["top1_history"].append(top1)
-    history["top5_history"].append(top5)
-    history["loss_history"].append(loss)
-    if top1 > best["best_top1"]:
-      best = {"best_top1": top1, "best_epoch": epoch, "top5_at_best": top5,
-              "best_params": jax.device_get(params), "best_val_logits": logits}
-    record = {"loss": loss, "top1": top1, "top5": top5, "lr": lr_now}
-    if log_every and (epoch % log_every == 0 or epoch == epochs):
-      logging.info("linear epoch %d/%d: loss %.4f, lr %.4g, val top-1 %.2f, top-5 %.2f "
-                   "(best %.2f at %d)", epoch, epochs, loss, lr_now, top1, top5,
-                   best["best_top1"], best["best_epoch"])
-    if callback is not None:
-      callback(epoch, record)
-  seconds = time.perf_counter() - start_time
-
-  return {
-      **history,
-      "final_top1": history["top1_history"][-1],
-      "final_top5": history["top5_history"][-1],
-      **best,
-      "params": jax.device_get(params),
-      "val_logits": logits,
-      "seconds": seconds,
-      "steps_per_epoch": steps_per_epoch,
-  }
+  out = classifier.fit((params, tx.init(params)), run_epoch, val_logits, val_y, epochs=epochs,
+                       lr=lr, decay_epochs=decay_epochs, steps_per_epoch=steps_per_epoch,
+                       name="linear", lr_key=lr_key, log_every=log_every,
+                       keep_best_state=True, callback=callback)
+  out["params"] = jax.device_get(out.pop("state")[0])
+  out["best_params"] = out.pop("best_state")[0]
+  out["steps_per_epoch"] = steps_per_epoch
+  return out
 
 
 def predict_logits(params, features, *, batch_size: int = 8192) -> np.ndarray:

@@ -1,7 +1,9 @@
-"""The pretraining monitor: KNN of the online encoder and the actionlet's IoU with the truth."""
+"""The pretraining monitor: the knn evaluator on a live train state, and the actionlet's IoU
+with the ground truth."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -10,20 +12,7 @@ import numpy as np
 
 from actclr_jax import actionlet, parallel
 from actclr_jax.data import pipeline, streams
-from actclr_jax.evaluate import knn
-from actclr_jax.models import builder
-
-
-def extract_features(encode, arrays: pipeline.SplitArrays, data: pipeline.Data, config, sharding):
-  """Pooled features (N, C) of every sample of `arrays`, in order."""
-  chunks = []
-  for batch in pipeline.eval_batches(arrays, batch_size=config.eval_batch_size // data.shard[1],
-                                     stream=config.data.stream, layout=data.layout,
-                                     shard=data.shard):
-    mask = batch.pop("mask")
-    features = encode(parallel.to_global({"data": batch["data"]}, sharding)["data"])
-    chunks.append(np.asarray(jax.device_get(features))[mask])
-  return np.concatenate(chunks)
+from actclr_jax.evaluate import evaluators, features, knn, pretrained
 
 
 def effective_rank(features: np.ndarray) -> float:
@@ -35,32 +24,50 @@ def effective_rank(features: np.ndarray) -> float:
 
 
 class Monitor:
-  """KNN top-1 of the online encoder (inference mode) and, where the data set has a ground-truth
-  actionlet (synthetic), the IoU of the offline network's actionlet with it. Jitted once."""
+  """What the trainer logs every config.knn_every_epochs: `evaluators.Knn.accuracy` (config
+  group eval.knn) of the online encoder in inference mode, on raw and on standardised features,
+  and, where the data set has a ground-truth actionlet (synthetic), the IoU of the offline
+  network's actionlet with it. Jitted once.
 
-  def __init__(self, config, model, data: pipeline.Data, sharding, max_actionlet_samples: int = 512):
+  `monitor(state)` of a train state (params, batch_stats, ema_params, ema_batch_stats, anchor)
+  returns {knn_top1_k{k}, knn_standardized_top1_k{k} for k in eval.knn.ks,
+  feature_effective_rank, and actionlet_iou, random_mask_iou, actionlet_area,
+  actionlet_all_zero, actionlet_all_one where there is a truth}.
+  """
+
+  def __init__(self, config, model, data: pipeline.Data, sharding,
+               max_actionlet_samples: int = 512):
     self._config, self._data, self._sharding = config, data, sharding
-    self._encode = jax.jit(functools.partial(builder.encode_features, model=model))
+    self._multi_process = jax.process_count() > 1
+    if self._multi_process:
+      # Every process evaluates the whole splits on its own devices, as the evaluation modes
+      # do, from a host copy of the replicated state: the KNN needs every feature in one place.
+      self._data = dataclasses.replace(data, shard=(0, 1))
+      self._sharding = parallel.local_batch_sharding()
+    self._knn = evaluators.get("knn")
+    self._encode = features.feature_fn(model, config.eval.knn.feature)
     self._actionlet = jax.jit(functools.partial(actionlet.inference_actionlet, config=config,
                                                 model=model, layout=data.layout))
     n = min(max_actionlet_samples, len(data.val))
-    self._num_actionlet = n - n % jax.device_count()
+    self._num_actionlet = n - n % self._sharding.mesh.devices.size
 
   def __call__(self, state) -> dict:
     config, data = self._config, self._data
-    encode = lambda x: self._encode(state.params, state.batch_stats, x)
-    train_features = extract_features(encode, data.train, data, config, self._sharding)
-    val_features = extract_features(encode, data.val, data, config, self._sharding)
-    accuracy = knn.knn_accuracy(train_features, data.train.labels, val_features, data.val.labels,
-                                ks=(config.knn_k,), num_classes=config.data.num_classes)
-    result = {f"knn_top1_k{config.knn_k}": float(accuracy[config.knn_k])}
+    if self._multi_process:
+      state = pretrained.Pretrained(*(jax.tree.map(np.asarray, tree) for tree in (
+          state.params, state.batch_stats, state.ema_params, state.ema_batch_stats,
+          state.anchor)))
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    encode = lambda x: self._encode(variables, x)
+    train_x = features.extract_features(encode, data.train, data, config, self._sharding)
+    val_x = features.extract_features(encode, data.val, data, config, self._sharding)
+    result = {f"knn_{k}": v for k, v in self._knn.accuracy(
+        config, train_x, val_x, data, standardize=False).items()}
     # The same on features standardised by the training set's mean and std: the untrained
     # network's raw features are nearly constant, and this baseline is the fair one.
-    train_std, val_std = knn.standardize(train_features, val_features)
-    accuracy = knn.knn_accuracy(train_std, data.train.labels, val_std, data.val.labels,
-                                ks=(config.knn_k,), num_classes=config.data.num_classes)
-    result[f"knn_standardized_top1_k{config.knn_k}"] = float(accuracy[config.knn_k])
-    result["feature_effective_rank"] = effective_rank(train_std)
+    result.update({f"knn_standardized_{k}": v for k, v in self._knn.accuracy(
+        config, train_x, val_x, data, standardize=True).items()})
+    result["feature_effective_rank"] = effective_rank(knn.standardize(train_x)[0])
     if data.val.actionlet is not None:
       result.update(self.actionlet_iou(state))
     return result

@@ -1,8 +1,11 @@
 """Train-step benchmark: compile time, throughput, XLA cost analysis, roofline and profile.
 
   python -m actclr_jax.train.benchmark --batch_size=128 [--steps=5] [--profile]
-      [--compute_dtype=bfloat16] [--accelerator=h100_sxm]
+      [--compute_dtype=bfloat16] [--accelerator=h100_sxm] [--config=configs/ntu60.py]
 
+The step is built from --config (default configs/ntu60.py, the published NTU-60 setup; any
+`--config.FIELD=value` overrides it); --batch_size, --frames, --layout and --compute_dtype
+override its batch_size, data.frames, data.layout and model.compute_dtype when given.
 For both step variants (plain MoCo v2 and ActCLR) on random inputs of the paper's shape
 (N, 3, 50, V, M), on every local device, it prints:
   * compile seconds, and the median / min step time over --steps timed steps (after one warm-up);
@@ -32,6 +35,7 @@ from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
+from ml_collections import config_flags
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
@@ -39,15 +43,18 @@ from actclr_jax import graph, parallel
 from actclr_jax.models import builder
 from actclr_jax.train import state as state_lib
 from actclr_jax.train import trainer
-from configs import default
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("batch_size", 128, "Global batch size.")
+# A path relative to the working directory, as main.py's --config: run from the repository root.
+config_flags.DEFINE_config_file("config", "configs/ntu60.py", "Config file of the step.",
+                                lock_config=True)
+flags.DEFINE_integer("batch_size", None, "Global batch size (default: the config's).")
 flags.DEFINE_integer("steps", 5, "Timed steps per variant (after one warm-up step).")
-flags.DEFINE_integer("frames", 50, "T of the input.")
-flags.DEFINE_string("layout", "ntu", "Skeleton layout (V).")
+flags.DEFINE_integer("frames", None, "T of the input (default: the config's data.frames).")
+flags.DEFINE_string("layout", None, "Skeleton layout (V) (default: the config's data.layout).")
 flags.DEFINE_integer("bodies", 2, "M of the input.")
-flags.DEFINE_enum("compute_dtype", "float32", ["float32", "bfloat16"], "Encoder compute dtype.")
+flags.DEFINE_enum("compute_dtype", None, ["float32", "bfloat16"],
+                  "Encoder compute dtype (default: the config's model.compute_dtype).")
 flags.DEFINE_string("accelerator", "h100_sxm", "Roofline target: a key of ACCELERATORS.")
 flags.DEFINE_bool("profile", False, "Profile one step of each variant and print op classes.")
 flags.DEFINE_list("variants", ["moco", "actclr"], "Step variants to run.")
@@ -145,7 +152,7 @@ def benchmark_variant(steps_fn, config, model, tx, x, batch, use_actionlet: bool
     jax.block_until_ready(run())
     times.append(time.perf_counter() - start)
   median = statistics.median(times)
-  n = FLAGS.batch_size
+  n = config.batch_size
   flops, bytes_accessed = float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0))
   result = {"compile_seconds": compile_seconds, "step_seconds_median": median,
             "step_seconds_min": min(times), "samples_per_second": n / median,
@@ -153,7 +160,7 @@ def benchmark_variant(steps_fn, config, model, tx, x, batch, use_actionlet: bool
             "gbytes_per_sample": bytes_accessed / n / 1e9,
             "achieved_gflops": flops / median / 1e9,
             "roofline": roofline(flops, bytes_accessed, n, FLAGS.accelerator,
-                                 FLAGS.compute_dtype)}
+                                 config.model.compute_dtype)}
   if FLAGS.profile:
     result["profile_seconds"] = profile_step(compiled, run)
   return result
@@ -161,25 +168,35 @@ def benchmark_variant(steps_fn, config, model, tx, x, batch, use_actionlet: bool
 
 def main(argv):
   del argv
-  config = default.get_config()
-  config.batch_size = FLAGS.batch_size
-  config.data.layout = FLAGS.layout
-  config.data.frames = FLAGS.frames
-  config.model.compute_dtype = FLAGS.compute_dtype
-  layout = graph.get_layout(FLAGS.layout)
+  config = FLAGS.config
+  if FLAGS.batch_size is not None:
+    config.batch_size = FLAGS.batch_size
+  if FLAGS.layout is not None:
+    config.data.layout = FLAGS.layout
+  if FLAGS.frames is not None:
+    config.data.frames = FLAGS.frames
+  if FLAGS.compute_dtype is not None:
+    config.model.compute_dtype = FLAGS.compute_dtype
+  dtype = config.model.compute_dtype
+  if dtype not in ("float32", "bfloat16"):
+    raise ValueError(f"config key model.compute_dtype={dtype!r}: expected float32 or bfloat16")
+  if FLAGS.accelerator not in ACCELERATORS:
+    raise ValueError(f"--accelerator={FLAGS.accelerator!r}: expected one of {list(ACCELERATORS)}")
+  batch_size, frames = config.batch_size, config.data.frames
+  layout = graph.get_layout(config.data.layout)
   mesh = parallel.make_mesh()
   model = builder.build_model(config)
   tx = state_lib.build_optimizer(config, steps_per_epoch=1000)
   ema_tx = state_lib.ema_transform(config)
   rng = np.random.default_rng(0)
-  shape = (FLAGS.batch_size, 3, FLAGS.frames, layout.num_joints, FLAGS.bodies)
+  shape = (batch_size, 3, frames, layout.num_joints, FLAGS.bodies)
   x = (rng.normal(size=shape) * 0.2).astype(np.float32)
   batch = jax.device_put({"data": jnp.asarray(x),
-                          "index": jnp.arange(FLAGS.batch_size, dtype=jnp.int32)},
+                          "index": jnp.arange(batch_size, dtype=jnp.int32)},
                          NamedSharding(mesh, P("data")))
   steps_fn = trainer.jit_train_steps(config, model, tx, ema_tx, layout, mesh)
-  results = {"devices": [str(d) for d in jax.devices()], "batch_size": FLAGS.batch_size,
-             "input_shape": list(shape), "compute_dtype": FLAGS.compute_dtype,
+  results = {"devices": [str(d) for d in jax.devices()], "batch_size": batch_size,
+             "input_shape": list(shape), "compute_dtype": dtype,
              "rng_impl": config.rng_impl, "jax": jax.__version__}
   for name in FLAGS.variants:
     r = benchmark_variant(steps_fn, config, model, tx, x, batch, name == "actclr")
@@ -189,7 +206,7 @@ def main(argv):
           f" (min {r['step_seconds_min']:.3f}) | {r['samples_per_second']:7.1f} samples/s | "
           f"{r['gflop_per_sample']:.2f} GFLOP, {r['gbytes_per_sample']:.2f} GB per sample | "
           f"{r['achieved_gflops']:6.1f} GFLOP/s achieved", flush=True)
-    print(f"        roofline on {roof['accelerator']} ({FLAGS.compute_dtype}): "
+    print(f"        roofline on {roof['accelerator']} ({dtype}): "
           f"{roof['samples_per_second']:,.0f} samples/s, {roof['bound']}-bound "
           f"(compute {roof['compute_seconds'] * 1e3:.2f} ms, memory "
           f"{roof['memory_seconds'] * 1e3:.2f} ms per step)", flush=True)

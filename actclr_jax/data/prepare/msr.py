@@ -28,18 +28,18 @@ training and 273 validation sequences.
 
 from __future__ import annotations
 
-import io as _io
 import os
 import re
 
 import numpy as np
 
-from actclr_jax.data import io
+from actclr_jax.data import io, registry
+from actclr_jax.data.prepare import common, writer
 
 NUM_JOINTS = 20
-NUM_ACTIONS = 20
+NUM_ACTIONS = registry.get("msr").num_classes
 NUM_SUBJECTS = 10
-LAYOUT = "msr"
+LAYOUT = registry.get("msr").layout
 FILE_SUFFIX = "_skeleton3D.txt"
 STANDARD_LIST = "files_used_in_cvpr12_paper.txt"
 TRAIN_SUBJECTS = (1, 3, 5, 7, 9)
@@ -63,49 +63,9 @@ def parse_name(name: str) -> tuple[int, int, int]:
   return action, subject, episode
 
 
-def read_table(path: str, num_cols: int) -> np.ndarray:
-  """Reads a whitespace-separated table of `num_cols` floats a line -> (lines, num_cols) float64.
-
-  Trailing blank lines are allowed. Any other malformed line (wrong value count, blank,
-  non-numeric, NaN or inf) raises DataError naming the file and the 1-based line.
-  """
-  try:
-    with open(path, "r", encoding="ascii") as f:
-      text = f.read()
-  except (OSError, UnicodeDecodeError) as e:
-    raise io.DataError(f"{path}: cannot read: {e}") from e
-  text = text.rstrip()
-  if not text:
-    return np.zeros((0, num_cols))
-  num_lines = text.count("\n") + 1
-  try:  # numpy's C parser; the slow path below only runs to explain a failure
-    table = np.loadtxt(_io.StringIO(text), dtype=np.float64, ndmin=2, comments=None)
-  except ValueError:
-    table = None
-  if table is None or table.shape != (num_lines, num_cols):
-    _raise_table_error(path, text.splitlines(), num_cols)
-  bad = ~np.isfinite(table)
-  if bad.any():
-    line = int(np.argwhere(bad)[0][0]) + 1
-    raise io.DataError(f"{path}: line {line}: NaN or inf value")
-  return table
-
-
-def _raise_table_error(path: str, lines: list[str], num_cols: int) -> None:
-  for i, line in enumerate(lines):
-    row = line.split()
-    if len(row) != num_cols:
-      raise io.DataError(f"{path}: line {i + 1}: expected {num_cols} values, got {len(row)}")
-    try:
-      [float(v) for v in row]
-    except ValueError as e:
-      raise io.DataError(f"{path}: line {i + 1}: non-numeric value: {e}") from e
-  raise io.DataError(f"{path}: malformed table of {num_cols} values a line")
-
-
 def read_sequence(path: str) -> np.ndarray:
   """Reads one `*_skeleton3D.txt` file -> (T, 20, 3) float32 (x, y vertical, z depth), metres."""
-  table = read_table(path, 4)
+  table = common.read_table(path, 4)
   n = len(table)
   if n == 0:
     raise io.DataError(f"{path}: empty file (no frames)")
@@ -181,10 +141,11 @@ def prepare(raw_dir: str, out_dir: str, *, skip_bad: bool = False, max_frames: i
     for store, value in zip(samples[part], (data, name, action - 1)):
       store.append(value)
 
-  io.report_bad_files(bad, "MSR Action3D", skip_bad)
+  common.report_bad_files(bad, "MSR Action3D", skip_bad)
 
-  counts = io.write_samples(os.path.join(out_dir, "xsub"), samples,
-                           (3, max_frames, NUM_JOINTS, 1))
+  counts = {part: writer.write_split(os.path.join(out_dir, "xsub"), part, data, names, labels,
+                                     (3, max_frames, NUM_JOINTS, 1))
+            for part, (data, names, labels) in samples.items()}
   return {
       "layout": LAYOUT,
       "splits": {"xsub": counts},

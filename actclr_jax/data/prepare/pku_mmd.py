@@ -34,8 +34,8 @@ Outputs under `out_dir`:
       overlap, the later row in the file wins and a warning is logged;
   untrimmed/{xsub,xview}/{train,val}_offsets.npy       (N + 1,) int64 boundaries;
   untrimmed/{xsub,xview}/{train,val}_names.pkl         the N video names.
-Videos are written in split-file order. Large outputs are streamed into
-memory-mapped files, so only the parsed videos are held in memory.
+Videos are written in split-file order. Large outputs are streamed to disk
+(`writer.ArrayWriter`), so only the parsed videos are held in memory.
 """
 
 from __future__ import annotations
@@ -44,17 +44,17 @@ import logging
 import os
 import pickle
 import re
-from typing import Iterable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
-from actclr_jax.data import io
-from actclr_jax.data import msr
+from actclr_jax.data import io, registry
+from actclr_jax.data.prepare import common, writer
 
 NUM_JOINTS = 25
 NUM_BODIES = 2
-NUM_CLASSES = 51
-LAYOUT = "ntu"
+NUM_CLASSES = registry.get("pku_mmd1").num_classes  # parts I and II share the 51 classes
+LAYOUT = registry.get("pku_mmd1").layout
 VALUES_PER_FRAME = NUM_BODIES * NUM_JOINTS * 3
 SPLIT_FILES = {
     "xsub": ("cross-subject.txt", "cross_subject.txt", "cross-subject_v2.txt",
@@ -75,7 +75,7 @@ class LabelRow(NamedTuple):
 
 def read_skeleton(path: str) -> np.ndarray:
   """Reads `skeleton/<video>.txt` -> (T, 3, 25, 2) float32 (xyz, joints, bodies)."""
-  table = msr.read_table(path, VALUES_PER_FRAME)
+  table = common.read_table(path, VALUES_PER_FRAME)
   if len(table) == 0:
     raise io.DataError(f"{path}: empty skeleton file (no frames)")
   frames = table.reshape(len(table), NUM_BODIES, NUM_JOINTS, 3).transpose(0, 3, 2, 1)
@@ -186,50 +186,32 @@ def clip(frames: np.ndarray, row: LabelRow) -> np.ndarray:
   return frames[row.start - 1:row.end]
 
 
-def _write_npy_streaming(path: str, shape: tuple[int, ...], dtype,
-                         chunks: Iterable[np.ndarray]) -> None:
-  """Writes the concatenation of `chunks` (along axis 0) to an .npy of `shape`, atomically."""
-  if shape[0] == 0:
-    io.save_npy(path, np.zeros(shape, dtype))
-    return
-  with io.atomic_path(path) as tmp:
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
-    offset = 0
-    for chunk in chunks:
-      out[offset:offset + len(chunk)] = chunk
-      offset += len(chunk)
-    if offset != shape[0]:
-      raise io.DataError(f"{path}: wrote {offset} rows, expected {shape[0]}")
-    out.flush()
-    del out
-
-
 def _write_clips(split_dir: str, part: str, videos: list[str], parsed: dict,
                  max_frames: int) -> int:
   entries = [(video, r, row) for video in videos for r, row in enumerate(parsed[video][1])]
 
-  def chunks():
+  def samples():
     for video, _, row in io.progress(entries, desc=f"{os.path.basename(split_dir)}/{part} clips"):
       data = io.pad_or_crop_frames(clip(parsed[video][0], row), max_frames)
-      yield data.transpose(1, 0, 2, 3)[None]
+      yield data.transpose(1, 0, 2, 3)
 
-  shape = (len(entries), 3, max_frames, NUM_JOINTS, NUM_BODIES)
-  _write_npy_streaming(os.path.join(split_dir, f"{part}_data.npy"), shape, np.float32, chunks())
-  io.save_pickle(os.path.join(split_dir, f"{part}_label.pkl"),
-                 ([f"{video}_{r}" for video, r, _ in entries],
-                  [row.cls - 1 for _, _, row in entries]))
-  return len(entries)
+  return writer.write_split(split_dir, part, samples(),
+                            [f"{video}_{r}" for video, r, _ in entries],
+                            [row.cls - 1 for _, _, row in entries],
+                            (3, max_frames, NUM_JOINTS, NUM_BODIES))
 
 
 def _write_untrimmed(split_dir: str, part: str, videos: list[str], parsed: dict) -> None:
   lengths = [len(parsed[video][0]) for video in videos]
   offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64)
   total = int(offsets[-1])
-  _write_npy_streaming(os.path.join(split_dir, f"{part}_frames.npy"),
-                       (total, 3, NUM_JOINTS, NUM_BODIES), np.float32,
-                       (parsed[video][0] for video in videos))
-  _write_npy_streaming(os.path.join(split_dir, f"{part}_frame_labels.npy"), (total,), np.int32,
-                       (parsed[video][2] for video in videos))
+  with writer.ArrayWriter(os.path.join(split_dir, f"{part}_frames.npy"),
+                          (3, NUM_JOINTS, NUM_BODIES), total, np.float32) as frames, \
+       writer.ArrayWriter(os.path.join(split_dir, f"{part}_frame_labels.npy"), (), total,
+                          np.int32) as labels:
+    for video in videos:
+      frames.extend(parsed[video][0])
+      labels.extend(parsed[video][2])
   io.save_npy(os.path.join(split_dir, f"{part}_offsets.npy"), offsets)
   io.save_pickle(os.path.join(split_dir, f"{part}_names.pkl"), list(videos))
 
@@ -272,7 +254,7 @@ def prepare(raw_dir: str, out_dir: str, *, part: int = 1, skip_bad: bool = False
   if not os.path.isdir(raw_dir):
     raise io.DataError(f"{raw_dir}: PKU-MMD part {part} folder not found")
   splits = {}
-  for split in ("xsub", "xview"):
+  for split in registry.get(f"pku_mmd{part}").splits:
     path = find_split_file(raw_dir, split)
     splits[split] = dict(zip(("train", "val"), read_split(path)))
   listed = sorted({v for lists in splits.values() for names in lists.values() for v in names})
@@ -300,7 +282,7 @@ def prepare(raw_dir: str, out_dir: str, *, part: int = 1, skip_bad: bool = False
       continue
     parsed[video] = (frames, rows, frame_labels(rows, len(frames), label_path))
 
-  io.report_bad_files(bad, f"PKU-MMD part {part}", skip_bad)
+  common.report_bad_files(bad, f"PKU-MMD part {part}", skip_bad)
 
   clip_counts, video_counts = {}, {}
   for split, lists in splits.items():

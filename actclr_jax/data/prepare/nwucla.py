@@ -22,10 +22,11 @@ import re
 
 import numpy as np
 
-from actclr_jax.data import io
+from actclr_jax.data import io, registry
+from actclr_jax.data.prepare import common, writer
 
 NUM_JOINTS = 20
-LAYOUT = "kinect_v1"
+LAYOUT = registry.get("nwucla").layout
 ACTION_CODES = (1, 2, 3, 4, 5, 6, 8, 9, 11, 12)
 TRAIN_VIEWS = (1, 2)
 VIEWS = (1, 2, 3)
@@ -114,7 +115,7 @@ def read_sample(path: str) -> tuple[np.ndarray, int]:
       not all(type(x) in (int, float) for frame in skeletons for joint in frame for x in joint)):
     raise io.DataError(_locate_bad_value(path, skeletons))
   array = array.astype(np.float32)
-  io.check_finite(array, path)
+  common.check_finite(array, path)
   return array, label - 1
 
 
@@ -159,10 +160,11 @@ def prepare(raw_dir: str, out_dir: str, *, skip_bad: bool = False, max_frames: i
     for store, value in zip(samples[part], (data, name, label)):
       store.append(value)
 
-  io.report_bad_files(bad, "NW-UCLA", skip_bad)
+  common.report_bad_files(bad, "NW-UCLA", skip_bad)
 
-  counts = io.write_samples(os.path.join(out_dir, "xview"), samples,
-                           (3, max_frames, NUM_JOINTS, 1))
+  counts = {part: writer.write_split(os.path.join(out_dir, "xview"), part, data, names, labels,
+                                     (3, max_frames, NUM_JOINTS, 1))
+            for part, (data, names, labels) in samples.items()}
   return {
       "layout": LAYOUT,
       "splits": {"xview": counts},

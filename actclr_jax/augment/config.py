@@ -1,0 +1,156 @@
+"""The augmentation config: transform names, default parameters, and their validation.
+
+A config is a ConfigDict of default_config()'s fields (configs/default.py's `augment` block holds
+the same values). resolve_config() merges a config and overrides into a full one and validates
+it; every error names the offending key as `augment.<field>`.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Mapping, Sequence
+
+import ml_collections
+
+# The transforms of T_act (Sec. 3.2) in the order every view applies them. A view is a subset of
+# these names; each transform draws from its own fold of the view's key, so that switching one
+# transform on or off leaves the randomness of the others unchanged.
+ACTIONLET_TRANSFORMS = ("shear", "spatial_flip", "rotate", "axis_mask", "crop", "temporal_flip",
+                        "gaussian_noise", "gaussian_blur", "skeleton_adain")
+# The key view may only hold transforms that keep every frame and joint where it was: the
+# actionlet computed from the key view is applied to the query's input.
+KEY_VIEW_TRANSFORMS = ("shear", "rotate", "axis_mask")
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Default augmentation parameters (NOTES.md, MATS table) and view definitions."""
+  return ml_collections.ConfigDict(dict(
+      # T_act, spatial.
+      shear_amount=0.5,
+      flip_p=0.5,
+      rotate_max_degrees=30.0,
+      rotate_minor_degrees=1.0,
+      axis_mask_p=0.5,
+      # T_act, temporal.
+      crop_pad_ratio=1.0 / 6.0,
+      temporal_flip_p=0.5,
+      # T_act, spatio-temporal.
+      noise_std=0.01,
+      noise_p=0.5,
+      blur_kernel_size=15,
+      blur_sigma_range=(0.1, 2.0),
+      blur_p=0.5,
+      # T_act, Skeleton AdaIN (Eq. 6).
+      adain_p=0.5,
+      adain_eps=1e-4,
+      adain_max_ratio=2.0,
+      # T_non.
+      strong_noise_std=0.05,
+      strong_noise_p=0.5,
+      mix_p=1.0,
+      cutmix_num_parts=(2, 3),
+      cutmix_frames=(12, 20),
+      resizemix_scale=(0.1, 0.5),
+      # Views: subsets of ACTIONLET_TRANSFORMS.
+      # The query before the actionlet phase. Shear + crop (SkeletonCLR's views), measured:
+      # with the whole T_act set as the phase-1 query, MoCo v2 on MSR fell below the random
+      # encoder (README, "Choosing the views").
+      query_transforms=("shear", "crop"),
+      # T_act inside MATS. The paper lists the whole ACTIONLET_TRANSFORMS set, its baseline's
+      # view; we follow the phase-1 query's measured view (not measured in phase 2; README).
+      actionlet_transforms=("shear", "crop"),
+      key_transforms=("shear",),  # the offline (key) view; KEY_VIEW_TRANSFORMS only
+      # Left/right flip of the whole sample (both views alike) with this probability: more
+      # data without teaching the encoder left/right invariance, which a spatial_flip in
+      # one view only does.
+      sample_flip_p=0.0,
+  ))
+
+
+def resolve_config(config: Mapping[str, Any] | None = None,
+                   **overrides: Any) -> ml_collections.ConfigDict:
+  """default_config() updated by `config` (a ConfigDict or dict) and then by `overrides`, and
+  validated (validate_config).
+
+  Raises:
+    KeyError: for a field that default_config() does not have, naming it as augment.<field>.
+    ValueError: for a bad value (validate_config).
+  """
+  cfg = default_config()
+  cfg.lock()
+  given = {}
+  if config is not None:
+    given.update(config.to_dict() if isinstance(config, ml_collections.ConfigDict)
+                 else dict(config))
+  given.update(overrides)
+  for field in given:
+    if field not in cfg:
+      raise KeyError(f"config key augment.{field} does not exist; the augment fields are "
+                     f"{sorted(cfg.keys())}")
+  cfg.update(given)
+  validate_config(cfg)
+  return cfg
+
+
+def check_names(names: Any, allowed: Sequence[str], field: str) -> None:
+  """Raises ValueError naming augment.<field> unless `names` is a sequence of `allowed` names."""
+  if isinstance(names, str) or not isinstance(names, Sequence):
+    raise ValueError(f"config key augment.{field}={names!r}: expected a tuple of names from "
+                     f"{tuple(allowed)}")
+  unknown = [n for n in names if n not in allowed]
+  if unknown:
+    raise ValueError(f"config key augment.{field}: {unknown} not allowed here; choose from "
+                     f"{tuple(allowed)}")
+
+
+_PROBABILITIES = ("flip_p", "axis_mask_p", "temporal_flip_p", "noise_p", "blur_p", "adain_p",
+                  "strong_noise_p", "mix_p", "sample_flip_p")
+_NON_NEGATIVE = ("shear_amount", "rotate_max_degrees", "rotate_minor_degrees", "crop_pad_ratio",
+                 "noise_std", "strong_noise_std")
+# (field, smallest allowed low end): inclusive (low, high) ranges.
+_RANGES = (("blur_sigma_range", 0.0), ("cutmix_num_parts", 1), ("cutmix_frames", 1),
+           ("resizemix_scale", 0.0))
+
+
+def _is_number(v: Any) -> bool:
+  # Traced values (a config built inside jit) are not checked; configs hold Python numbers.
+  return isinstance(v, numbers.Real)
+
+
+def validate_config(cfg: ml_collections.ConfigDict) -> None:
+  """Checks a full augment config (all of default_config()'s fields).
+
+  Raises:
+    ValueError: naming the key augment.<field> of the first bad value: a transform name outside
+      ACTIONLET_TRANSFORMS (KEY_VIEW_TRANSFORMS for key_transforms), a probability outside
+      [0, 1], a negative amount, a range that is not (low, high) with low <= high, an even blur
+      kernel, or an AdaIN ratio bound below 1.
+  """
+  check_names(cfg.query_transforms, ACTIONLET_TRANSFORMS, "query_transforms")
+  check_names(cfg.actionlet_transforms, ACTIONLET_TRANSFORMS, "actionlet_transforms")
+  check_names(cfg.key_transforms, KEY_VIEW_TRANSFORMS, "key_transforms")
+
+  def fail(field, expected):
+    raise ValueError(f"config key augment.{field}={cfg[field]!r}: expected {expected}")
+
+  for field in _PROBABILITIES:
+    if _is_number(cfg[field]) and not 0 <= cfg[field] <= 1:
+      fail(field, "a probability in [0, 1]")
+  for field in _NON_NEGATIVE:
+    if _is_number(cfg[field]) and cfg[field] < 0:
+      fail(field, "a value >= 0")
+  for field, low in _RANGES:
+    r = cfg[field]
+    if isinstance(r, str) or not isinstance(r, Sequence) or len(r) != 2:
+      fail(field, "a (low, high) pair")
+    if all(_is_number(v) for v in r) and not low <= r[0] <= r[1]:
+      fail(field, f"{low} <= low <= high")
+  if _is_number(cfg.blur_sigma_range[0]) and cfg.blur_sigma_range[0] <= 0:
+    fail("blur_sigma_range", "sigmas > 0")
+  k = cfg.blur_kernel_size
+  if not isinstance(k, numbers.Integral) or k < 1 or k % 2 == 0:
+    fail("blur_kernel_size", "an odd integer >= 1")
+  if _is_number(cfg.adain_eps) and cfg.adain_eps <= 0:
+    fail("adain_eps", "a value > 0")
+  if _is_number(cfg.adain_max_ratio) and cfg.adain_max_ratio < 1:
+    fail("adain_max_ratio", "a value >= 1")

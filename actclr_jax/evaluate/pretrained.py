@@ -1,0 +1,118 @@
+"""The pretrained network an evaluator works on: restored from a workdir's orbax checkpoint.
+
+The latest checkpoint of `{workdir}/checkpoints` is restored as saved (numpy arrays) and checked
+against the configured model, so that a checkpoint of another layout or width fails with the
+mismatching leaves named rather than inside compilation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from actclr_jax import graph
+from actclr_jax.data import io
+from actclr_jax.models import builder
+
+
+@flax.struct.dataclass
+class Pretrained:
+  """What the evaluators need from a pretraining checkpoint.
+
+  A pytree of its arrays (the strings and the step are static), with the attributes of a train
+  state that `actionlet.inference_actionlet` reads (ema_params, ema_batch_stats, anchor), so it
+  can be passed through jit as it is.
+  """
+  params: dict  # online {'encoder', 'projector'}
+  batch_stats: dict  # online {'encoder'}
+  ema_params: dict  # offline (momentum) network
+  ema_batch_stats: dict
+  anchor: np.ndarray  # (C, T, V, M) static anchor
+  workdir: str = flax.struct.field(pytree_node=False, default="")
+  path: str = flax.struct.field(pytree_node=False, default="")  # the directory of `step`
+  step: int = flax.struct.field(pytree_node=False, default=0)
+
+  @property
+  def variables(self) -> dict:
+    """The online network's {'params', 'batch_stats'}: what the evaluators encode with."""
+    return {"params": self.params, "batch_stats": self.batch_stats}
+
+
+def expected_variables(config: ml_collections.ConfigDict) -> dict:
+  """Shapes ({'params', 'batch_stats'} of ShapeDtypeStructs) of the configured ContrastiveNet."""
+  model = builder.build_model(config)
+  layout = graph.get_layout(config.data.layout)
+  x = jnp.zeros((1, 3, config.data.frames, layout.num_joints, 1), jnp.float32)
+  key = jax.random.PRNGKey(0)
+  return jax.eval_shape(lambda: model.init({"params": key, "dropout": key}, x, train=False))
+
+
+def _shapes(tree) -> dict[str, tuple]:
+  return {k: tuple(np.shape(v)) for k, v in
+          flax.traverse_util.flatten_dict(tree, sep="/").items()}
+
+
+def check_fits_config(config: ml_collections.ConfigDict, state: dict, where: str) -> None:
+  """Raises a DataError naming `where` and every leaf whose shape differs from the config's."""
+  expected = expected_variables(config)
+  problems = []
+  for group in ("params", "batch_stats"):
+    want = _shapes(expected[group])
+    have = _shapes(state.get(group, {}))
+    for key in sorted(set(want) | set(have)):
+      if key not in have:
+        problems.append(f"{group}/{key}: missing from the checkpoint")
+      elif key not in want:
+        problems.append(f"{group}/{key}: in the checkpoint but not in the configured model")
+      elif want[key] != have[key]:
+        problems.append(f"{group}/{key}: checkpoint {have[key]} vs config {want[key]}")
+  if problems:
+    shown = "; ".join(problems[:6]) + (f"; ... ({len(problems)} in all)"
+                                       if len(problems) > 6 else "")
+    raise io.DataError(
+        f"{where}: checkpoint does not match the configured model (config keys "
+        f"data.layout={config.data.layout!r}, model.hidden_channels="
+        f"{config.model.hidden_channels}, model.out_channels={config.model.out_channels}, "
+        f"model.projection_dim={config.model.projection_dim}): {shown}. Evaluate with the "
+        f"config the run was pretrained with{_pretrained_with(where)}.")
+
+
+def _pretrained_with(checkpoint: str) -> str:
+  """' (its config.json: data.layout=..., model=...)' of the run owning `checkpoint`, or ''."""
+  path = os.path.join(os.path.dirname(os.path.dirname(checkpoint)), "config.json")
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+    return f" ({path}: data.layout={saved['data']['layout']!r}, model={saved['model']})"
+  except (OSError, ValueError, KeyError, TypeError):
+    return ""
+
+
+def restore(workdir: str, config: ml_collections.ConfigDict) -> Pretrained:
+  """Restores the latest checkpoint of `{workdir}/checkpoints` and checks it fits the config."""
+  directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+  manager = ocp.CheckpointManager(directory) if os.path.isdir(directory) else None
+  step = None if manager is None else manager.latest_step()
+  if step is None:
+    raise io.DataError(f"{directory}: no checkpoint to evaluate; pretrain first "
+                       f"(python main.py --mode=pretrain --workdir={workdir}) or fix --workdir")
+  path = os.path.join(directory, str(step))
+  try:
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+  except Exception as e:  # orbax raises several types for unreadable or foreign checkpoints
+    raise io.DataError(f"{path}: cannot restore the pretraining state: {e}") from e
+  state = jax.tree.map(np.asarray, restored["state"])
+  if not isinstance(state, dict) or "params" not in state or "ema_state" not in state:
+    raise io.DataError(f"{path}: not an ActCLR pretraining checkpoint (no params / ema_state)")
+  check_fits_config(config, state, path)
+  return Pretrained(params=state["params"], batch_stats=state["batch_stats"],
+                    ema_params=state["ema_state"]["ema"],
+                    ema_batch_stats=state["ema_batch_stats"], anchor=state["anchor"],
+                    workdir=workdir, path=path, step=int(step))
