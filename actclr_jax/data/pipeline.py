@@ -8,10 +8,10 @@ Evaluation: every sample once, in order, the last batch padded and masked.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 from typing import Iterator
 
+from absl import logging
 import grain
 import ml_collections
 import numpy as np

@@ -7,9 +7,9 @@ that the shoulder vector (right minus left shoulder) lies along +x.
 
 from __future__ import annotations
 
-import logging
 import os
 
+from absl import logging
 import numpy as np
 
 from actclr_jax import graph

@@ -12,11 +12,11 @@ epoch runs over their batches, each step built by `train_step`:
 from __future__ import annotations
 
 import functools
-import logging
 import math
 import time
 from typing import Any, Callable, Sequence
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np

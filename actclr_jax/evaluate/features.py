@@ -10,10 +10,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import logging
 import os
 from typing import Callable
 
+from absl import logging
 import jax
 import ml_collections
 import numpy as np

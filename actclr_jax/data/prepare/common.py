@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import io as _io
-import logging
 from typing import Sequence
 
+from absl import logging
 import numpy as np
 
 from actclr_jax.data import io

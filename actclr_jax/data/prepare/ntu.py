@@ -12,13 +12,13 @@ import contextlib
 import dataclasses
 import functools
 import importlib.resources
-import logging
 import multiprocessing
 import os
 import pickle
 import re
 from typing import Iterable
 
+from absl import logging
 import numpy as np
 
 from actclr_jax.data import io, registry

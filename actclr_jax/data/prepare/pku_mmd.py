@@ -40,12 +40,12 @@ Videos are written in split-file order. Large outputs are streamed to disk
 
 from __future__ import annotations
 
-import logging
 import os
 import pickle
 import re
 from typing import NamedTuple
 
+from absl import logging
 import numpy as np
 
 from actclr_jax.data import io, registry
