@@ -57,12 +57,7 @@ METRICS = ("knn_top1_k20", "linear_final_top1", "linear_best_top1")
 def _with(config: ml_collections.ConfigDict, **fields) -> ml_collections.ConfigDict:
   """A copy of config with dotted fields replaced, e.g. _with(c, **{"actionlet.enabled": 0})."""
   copy = ml_collections.ConfigDict(config.to_dict())
-  for key, value in fields.items():
-    node = copy
-    *path, last = key.split(".")
-    for part in path:
-      node = node[part]
-    node[last] = value
+  copy.update_from_flattened_dict(fields)
   return copy
 
 

@@ -50,12 +50,7 @@ def _saved_logits_reproduce(workdir, mode, metrics_, labels, top1_key="final_top
 
 def _with(config, **fields):
   copy = eval_config(config.data.root)
-  for key, value in fields.items():
-    node = copy
-    *path, last = key.split(".")
-    for part in path:
-      node = node[part]
-    node[last] = value
+  copy.update_from_flattened_dict(fields)
   return copy
 
 

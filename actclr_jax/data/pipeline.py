@@ -107,9 +107,9 @@ def process_shard() -> tuple[int, int]:
   return jax.process_index(), jax.process_count()
 
 
-def steps_per_epoch(num_samples: int, global_batch_size: int, shard_count: int = 1) -> int:
-  """Training steps in one epoch: whole global batches (the same for any number of processes)."""
-  del shard_count  # every process reads its slice of the same global batches
+def steps_per_epoch(num_samples: int, global_batch_size: int) -> int:
+  """Training steps in one epoch: whole global batches (the same for any number of processes,
+  each of which reads its slice of every global batch)."""
   steps = num_samples // global_batch_size
   if steps == 0:
     raise ValueError(f"batch_size {global_batch_size} exceeds the {num_samples} training samples "
@@ -248,5 +248,5 @@ def load_data(config: ml_collections.ConfigDict) -> Data:
       raise io.DataError(f"{arrays.path}: label {arrays.labels.max()} >= config key "
                          f"data.num_classes={config.data.num_classes}")
   shard = process_shard()
-  spe = steps_per_epoch(len(train), config.batch_size, shard[1])
+  spe = steps_per_epoch(len(train), config.batch_size)
   return Data(layout, train, val, shard, spe)
