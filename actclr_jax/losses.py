@@ -19,9 +19,15 @@ def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
   return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
 
 
-def bank_mask(bank_index: jax.Array, sample_index: jax.Array) -> jax.Array:
-  """(N, K) bool: True where bank row k may serve query i, i.e. holds another sample's key."""
-  return bank_index[None, :] != sample_index[:, None]
+def bank_mask(bank_index: jax.Array, sample_index: jax.Array,
+              exclude_unfilled: bool = False) -> jax.Array:
+  """(N, K) bool: True where bank row k may serve query i, i.e. holds another sample's key.
+
+  exclude_unfilled: also False on the random rows the bank starts with (index -1), so that
+  the negatives are real keys only.
+  """
+  valid = bank_index[None, :] != sample_index[:, None]
+  return valid & (bank_index[None, :] >= 0) if exclude_unfilled else valid
 
 
 def _bank_logits(z: jax.Array, bank: jax.Array, temperature: float,

@@ -63,6 +63,8 @@ def get_config() -> ml_collections.ConfigDict:
   # Shuffle-BN on one device: the keys' BatchNorm statistics come from this many sub-batches of
   # a random permutation (1: off, keys and queries both normalised over the whole batch).
   config.moco.shuffle_bn_splits = 1
+  # Leave the bank's initial random rows out of both losses until real keys replace them.
+  config.moco.exclude_unfilled_bank = False
 
   config.loss = ml_collections.ConfigDict()
   config.loss.infonce_weight = 1.0
@@ -129,13 +131,15 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.log_every_steps = 50
   config.knn_every_epochs = 5  # the monitor (KNN, actionlet IoU); 0: never
-  config.knn_at_start = True  # monitor the untrained encoder too, as the baseline
+  config.knn_at_start = True  # monitor the untrained encoder too (when the monitor is on)
   config.checkpoint_every_epochs = 5
   # Also every N steps (0: only at epoch ends); each save holds the loader's position, so a
   # resume mid-epoch is exact. On CPU an epoch can take minutes.
   config.checkpoint_every_steps = 0
   config.keep_checkpoints = 3
-  config.eval_batch_size = 256
+  # Inference batch (features, monitor). On 2 CPU cores, paper-width encoder, 50 frames: 51
+  # samples/s at 128, 40 at 64 and 256 (README, "Benchmarks").
+  config.eval_batch_size = 128
 
   # Evaluation protocols (`--mode` of main.py; NOTES.md, Evaluation), one group per protocol.
   # Learning rates are per 128 samples and scaled linearly with the batch size, as in

@@ -2,6 +2,8 @@
 and the augmentation tests' inputs."""
 
 import os
+import shutil
+import tempfile
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +15,34 @@ from actclr_jax import augment, graph
 from actclr_jax.models import builder
 from actclr_jax.train import state as state_lib
 from configs import synthetic as synthetic_config
+
+_COMPILATION_CACHE = {}
+
+
+def pytest_configure(config):
+  """One persistent XLA compilation cache per test process, shared with the subprocesses that
+  its tests start (they inherit the environment): most tests compile the same tiny train step,
+  and on CPU compiling is most of their time. A cache hit loads the same executable, so results
+  do not change. A JAX_COMPILATION_CACHE_DIR set before the run is used instead (and kept)."""
+  if os.environ.get("JAX_COMPILATION_CACHE_DIR") and not os.environ.get("ACTCLR_TEST_CACHE"):
+    directory = os.environ["JAX_COMPILATION_CACHE_DIR"]
+  else:
+    # Our own, per process (pytest-xdist workers inherit the controller's variables).
+    directory = tempfile.mkdtemp(prefix="actclr_jax_test_cache_")
+    _COMPILATION_CACHE["dir"] = directory
+    os.environ["ACTCLR_TEST_CACHE"] = directory
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = directory
+  os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+  os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+  jax.config.update("jax_compilation_cache_dir", directory)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def pytest_unconfigure(config):
+  if "dir" in _COMPILATION_CACHE:
+    shutil.rmtree(_COMPILATION_CACHE.pop("dir"), ignore_errors=True)
+
 
 SHARED_DATA = os.path.abspath(
     os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "shared", "data"))

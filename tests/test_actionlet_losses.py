@@ -136,6 +136,29 @@ def test_own_keys_in_the_bank_are_excluded_from_both_losses():
       losses.info_nce(q[:1], k[:1], bank, 0.07, valid[:1])) + 0.5
 
 
+def test_unfilled_bank_rows_are_excluded_when_asked():
+  """Rows still holding the bank's initial random vectors (index -1) are left out with
+  exclude_unfilled: the losses equal those of the filled rows alone; with no filled row, both
+  losses are constant (no gradient) instead of pushing the query from random vectors."""
+  rng = np.random.default_rng(4)
+  norm = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)
+  q = jnp.asarray(norm(rng.normal(size=(2, 8))))
+  k = jnp.asarray(norm(np.asarray(q) + 0.1 * rng.normal(size=(2, 8))))
+  bank = jnp.asarray(norm(rng.normal(size=(5, 8))))
+  bank_index = jnp.array([3, 4, -1, -1, -1])
+  sample_index = jnp.array([0, 1])
+  valid = losses.bank_mask(bank_index, sample_index, exclude_unfilled=True)
+  np.testing.assert_array_equal(np.asarray(valid), [[1, 1, 0, 0, 0]] * 2)
+  np.testing.assert_array_equal(np.asarray(losses.bank_mask(bank_index, sample_index)),
+                                np.ones((2, 5), bool))
+  for loss in (lambda q, b, v=None: losses.info_nce(q, k, b, 0.07, valid=v),
+               lambda q, b, v=None: losses.similarity_mining(q, k, b, 0.1, 0.04, valid=v)):
+    np.testing.assert_allclose(loss(q, bank, valid), loss(q, bank[:2]), rtol=1e-5)
+    empty = losses.bank_mask(jnp.full((5,), -1), sample_index, exclude_unfilled=True)
+    grad = jax.grad(lambda z: loss(z, bank, empty))(q)
+    np.testing.assert_allclose(np.asarray(grad), 0.0, atol=1e-6)
+
+
 @pytest.mark.parametrize("activation", ["relu", "identity"])
 def test_map_is_relu_of_the_weighted_features_then_smoothed(activation):
   """Random signed features, so that some weighted sums are negative: the map is the numpy

@@ -20,6 +20,7 @@ def _state_at(workdir, step=None):
 def test_methods_share_phase_one_and_the_table_has_every_cell(tmp_path):
   config = eval_config(tmp_path / "data")
   config.num_epochs, config.actionlet.start_epoch = 2, 1
+  config.knn_every_epochs = 0  # the comparison evaluates each encoder itself; no monitor
   config.eval.linear.epochs, config.eval.linear.decay_epochs = 5, (4,)
   workdir = str(tmp_path / "compare")
   results = compare.run_seed(config, workdir, 0, compare.METHODS)

@@ -11,7 +11,8 @@ import textwrap
 import jax
 import numpy as np
 
-from tests.conftest import restore_params
+from actclr_jax.data import pipeline
+from tests.conftest import restore_params, tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -48,18 +49,20 @@ def _script(root, workdir) -> str:
 
 def test_two_processes_train_like_one(tmp_path):
   root = tmp_path / "synthetic"
+  pipeline.prepare_synthetic_if_missing(tiny_config(root))  # before the runs, which share it
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  # One process with two CPU devices: the reference (it also generates the data set).
-  single = subprocess.run(
-      [sys.executable, "-c", _script(root, tmp_path / "one"), "0", "1"], capture_output=True,
-      text=True, cwd=REPO, timeout=600,
-      env=dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=2"))
-  assert single.returncode == 0, single.stderr[-3000:]
-  # Two processes with one device each, one coordinator.
+  # One process with two CPU devices (the reference) and two processes with one device each
+  # and one coordinator, all at once: on CPU each spends most of its time compiling, on one core.
+  single = subprocess.Popen(
+      [sys.executable, "-c", _script(root, tmp_path / "one"), "0", "1"], cwd=REPO,
+      env=dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=2"),
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   script = _script(root, tmp_path / "two")
   processes = [subprocess.Popen([sys.executable, "-c", script, str(i), "2"], cwd=REPO, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for i in range(2)]
+  single_stdout, single_stderr = single.communicate(timeout=600)
+  assert single.returncode == 0, single_stderr[-3000:]
   outputs = [p.communicate(timeout=600) for p in processes]
   for p, (stdout, stderr) in zip(processes, outputs):
     assert p.returncode == 0, stderr[-3000:]
@@ -67,7 +70,7 @@ def test_two_processes_train_like_one(tmp_path):
                 if line.startswith("DONE"))
   assert [line.split()[1] for line in done] == ["0", "1"]
   # Every process monitors the whole splits: the same KNN and IoU as the one-process run.
-  reference = [l for l in single.stdout.splitlines() if l.startswith("DONE")][0].split()[2:]
+  reference = [l for l in single_stdout.splitlines() if l.startswith("DONE")][0].split()[2:]
   for line in done:
     np.testing.assert_allclose([float(v) for v in line.split()[2:]],
                                [float(v) for v in reference], atol=0.5)

@@ -45,14 +45,11 @@ def get_config():
 
 
 @pytest.fixture(scope="module", autouse=True)
-def compilation_cache(tmp_path_factory):
-  """The runs share a persistent compilation cache: each restart loads the compiled steps
-  instead of compiling them again (the same executables, so results are unchanged)."""
+def cpu_only():
+  """The runs use the CPU (and the session's compilation cache, tests/conftest.py: each restart
+  loads the compiled steps instead of compiling them again)."""
   with pytest.MonkeyPatch.context() as patch:
     patch.setenv("JAX_PLATFORMS", "cpu")
-    patch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path_factory.mktemp("jax_cache")))
-    patch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-    patch.setenv("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
     yield
 
 

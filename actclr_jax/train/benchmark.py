@@ -58,6 +58,9 @@ flags.DEFINE_enum("compute_dtype", None, ["float32", "bfloat16"],
 flags.DEFINE_string("accelerator", "h100_sxm", "Roofline target: a key of ACCELERATORS.")
 flags.DEFINE_bool("profile", False, "Profile one step of each variant and print op classes.")
 flags.DEFINE_list("variants", ["moco", "actclr"], "Step variants to run.")
+flags.DEFINE_list("inference_batch_sizes", [],
+                  "Also time the inference-mode encoder (feature extraction, the monitor) at "
+                  "these batch sizes, e.g. 64,128,256 (config key eval_batch_size).")
 
 # Peak dense throughput and memory bandwidth. Source: NVIDIA H100 Tensor Core GPU datasheet
 # (2023): H100 SXM5 80GB: FP32 67 TFLOPS, TF32 tensor 494.7 TFLOPS (989.4 with sparsity),
@@ -166,6 +169,26 @@ def benchmark_variant(steps_fn, config, model, tx, x, batch, use_actionlet: bool
   return result
 
 
+def benchmark_inference(config, model, state, shape, batch_sizes, repeats: int = 3) -> dict:
+  """samples/s of the jitted inference-mode encoder (the pooled feature) on random (B, C, T, V,
+  M) inputs for each batch size B: the median of `repeats` timed calls after one warm-up."""
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  encode = jax.jit(lambda v, x: builder.encode_features(v["params"], v["batch_stats"], x,
+                                                        model=model))
+  rates = {}
+  for size in batch_sizes:
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(size, *shape[1:])) * 0.2, jnp.float32)
+    encode(variables, x).block_until_ready()
+    times = []
+    for _ in range(repeats):
+      start = time.perf_counter()
+      encode(variables, x).block_until_ready()
+      times.append(time.perf_counter() - start)
+    rates[size] = size / float(np.median(times))
+    print(f"inference batch {size:4d}: {rates[size]:7.1f} samples/s", flush=True)
+  return rates
+
+
 def main(argv):
   del argv
   config = FLAGS.config
@@ -214,6 +237,10 @@ def main(argv):
       total = sum(r["profile_seconds"].values())
       for cls, sec in r["profile_seconds"].items():
         print(f"        {cls:22s} {sec:7.3f} s  {100 * sec / total:5.1f}%", flush=True)
+  if FLAGS.inference_batch_sizes:
+    state = state_lib.create_train_state(config, model, tx, x.mean(0), config.seed)
+    results["inference_samples_per_second"] = benchmark_inference(
+        config, model, state, shape, [int(b) for b in FLAGS.inference_batch_sizes])
   print(json.dumps(results))
 
 

@@ -38,27 +38,38 @@ def _one_line(error: BaseException, limit: int = 240) -> str:
   return f"{type(error).__name__}: {text}"
 
 
+def _is_echo(error: BaseException | None) -> bool:
+  return error is not None and (str(error) == "Event loop is closed" or str(error).startswith(
+      "Encountered error while reading array"))
+
+
 def _silence_closed_event_loop_callbacks() -> None:
   """Drops the echoes of a failed orbax restore.
 
   When one array of a checkpoint cannot be read, orbax's restore raises and closes its event
   loop while TensorStore still completes the other reads: each completion, and each abandoned
-  read coroutine, then reports an unraisable error (hundreds for one checkpoint) that would
-  bury the one-line warning. Other unraisable errors still reach the previous hook.
+  read coroutine, then reports an error (hundreds for one checkpoint) that would bury the
+  one-line warning. A completion arrives either as an unraisable error or, from TensorStore's
+  own threads, through sys.excepthook, and possibly before the restore's exception reaches us,
+  so both hooks are filtered before the first restore. Other errors reach the previous hooks.
   """
   previous = sys.unraisablehook
   if getattr(previous, "_actclr_filter", False):
     return
 
-  def hook(unraisable):
-    error = unraisable.exc_value
-    if str(error) == "Event loop is closed" or str(error).startswith(
-        "Encountered error while reading array"):
-      return
-    previous(unraisable)
+  def unraisable_hook(unraisable):
+    if not _is_echo(unraisable.exc_value):
+      previous(unraisable)
 
-  hook._actclr_filter = True  # pylint: disable=protected-access
-  sys.unraisablehook = hook
+  previous_excepthook = sys.excepthook
+
+  def excepthook(kind, value, traceback):
+    if not _is_echo(value):
+      previous_excepthook(kind, value, traceback)
+
+  unraisable_hook._actclr_filter = True  # pylint: disable=protected-access
+  sys.unraisablehook = unraisable_hook
+  sys.excepthook = excepthook
   # The reads that did fail are also logged by asyncio as never-retrieved task exceptions.
   std_logging.getLogger("asyncio").addFilter(
       lambda record: not str(record.msg).startswith("Task exception was never retrieved"))
@@ -92,6 +103,7 @@ class Checkpointer:
     steps = sorted(self._manager.all_steps(), reverse=True)
     if not steps:
       return None
+    _silence_closed_event_loop_callbacks()
     failures = []
     for step in steps:
       iterator = make_iterator(step // steps_per_epoch)
@@ -101,7 +113,6 @@ class Checkpointer:
             data=grain.checkpoint.CheckpointRestore(iterator),
             progress=ocp.args.JsonRestore()))
       except Exception as error:  # pylint: disable=broad-except
-        _silence_closed_event_loop_callbacks()
         # Any failure to read (truncated or missing file, bad metadata) means the same thing
         # here: this step cannot be resumed from, and an older one may be.
         failures.append(f"step {step}: {_one_line(error)}")

@@ -105,7 +105,7 @@ def train_step(state: TrainState, batch: dict, *, config: ml_collections.ConfigD
     z_k = out_k["z"]
     x_q = augment.query_view(query_rng, x, layout, aug)
   z_k = jax.lax.stop_gradient(losses.l2_normalize(z_k))
-  valid = losses.bank_mask(state.bank_index, index)
+  valid = losses.bank_mask(state.bank_index, index, config.moco.exclude_unfilled_bank)
 
   def loss_fn(params):
     out_q, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, x_q,

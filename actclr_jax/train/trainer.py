@@ -148,7 +148,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   log = MetricsLog(workdir, resume_step=None if restored is None else step)
   monitor = monitor_lib.Monitor(config, model, data, batch_sharding)
   pending, last_monitor, preempted = [], {}, False
-  if step == 0 and config.knn_at_start:
+  if step == 0 and config.knn_at_start and config.knn_every_epochs:
     # The untrained encoder's KNN is the baseline that pretraining must beat.
     last_monitor = monitor(state)
     log.write(0, last_monitor)
