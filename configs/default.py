@@ -63,7 +63,8 @@ def get_config() -> ml_collections.ConfigDict:
   # Shuffle-BN on one device: the keys' BatchNorm statistics come from this many sub-batches of
   # a random permutation (1: off, keys and queries both normalised over the whole batch).
   config.moco.shuffle_bn_splits = 1
-  # Leave the bank's initial random rows out of both losses until real keys replace them.
+  # Leave the bank's initial random rows out of both losses until real keys replace them. Off:
+  # on the synthetic set it did not stop the first epoch's collapse (README, "The main job").
   config.moco.exclude_unfilled_bank = False
 
   config.loss = ml_collections.ConfigDict()
