@@ -9,6 +9,7 @@ from absl import logging
 import numpy as np
 
 from actclr_jax.data import io
+from actclr_jax.data.prepare import writer
 
 
 def read_table(path: str, num_cols: int) -> np.ndarray:
@@ -74,3 +75,31 @@ def check_finite(array: np.ndarray, where: str) -> None:
   if bad.any():
     frame = int(np.argwhere(bad)[0][0])
     raise io.DataError(f"{where}: NaN or inf coordinate at frame {frame}")
+
+
+class SingleBodyParts:
+  """Collects single-body sequences (T, V, 3) into the train and val parts of one split, padded
+  or cropped to max_frames, and writes them as (N, 3, max_frames, V, 1) arrays (MSR, NW-UCLA)."""
+
+  def __init__(self, max_frames: int, num_joints: int):
+    self.max_frames, self.num_joints = max_frames, num_joints
+    self.samples = {"train": ([], [], []), "val": ([], [], [])}
+    self.lengths: list[int] = []
+
+  def add(self, part: str, sequence: np.ndarray, name: str, label: int) -> None:
+    self.lengths.append(len(sequence))
+    # (T, V, C) -> (C, T, V, M=1)
+    data = io.pad_or_crop_frames(sequence, self.max_frames).transpose(2, 0, 1)[..., None]
+    for store, value in zip(self.samples[part], (data, name, label)):
+      store.append(value)
+
+  def write(self, split_dir: str) -> dict[str, int]:
+    """Writes both parts under split_dir; returns {'train': n, 'val': n}."""
+    return {part: writer.write_split(split_dir, part, data, names, labels,
+                                     (3, self.max_frames, self.num_joints, 1))
+            for part, (data, names, labels) in self.samples.items()}
+
+  @property
+  def num_frames(self) -> tuple[int, int]:
+    """(min, max) length of the added sequences, before padding."""
+    return (min(self.lengths), max(self.lengths)) if self.lengths else (0, 0)

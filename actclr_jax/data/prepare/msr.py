@@ -34,7 +34,7 @@ import re
 import numpy as np
 
 from actclr_jax.data import io, registry
-from actclr_jax.data.prepare import common, writer
+from actclr_jax.data.prepare import common
 
 NUM_JOINTS = 20
 NUM_ACTIONS = registry.get("msr").num_classes
@@ -120,8 +120,7 @@ def prepare(raw_dir: str, out_dir: str, *, skip_bad: bool = False, max_frames: i
   present_set = set(present)
   excluded = sorted(present_set - set(standard))
   bad: list[tuple[str, str]] = []
-  samples = {"train": ([], [], []), "val": ([], [], [])}
-  lengths = []
+  parts = common.SingleBodyParts(max_frames, NUM_JOINTS)
   for name in io.progress(standard, desc="msr_action3d"):
     path = os.path.join(raw_dir, name + FILE_SUFFIX)
     try:
@@ -134,22 +133,14 @@ def prepare(raw_dir: str, out_dir: str, *, skip_bad: bool = False, max_frames: i
     except io.DataError as e:
       bad.append((path, str(e)))
       continue
-    lengths.append(len(sequence))
-    part = "train" if subject in TRAIN_SUBJECTS else "val"
-    # (T, V, C) -> (C, T, V, M=1)
-    data = io.pad_or_crop_frames(sequence, max_frames).transpose(2, 0, 1)[..., None]
-    for store, value in zip(samples[part], (data, name, action - 1)):
-      store.append(value)
+    parts.add("train" if subject in TRAIN_SUBJECTS else "val", sequence, name, action - 1)
 
   common.report_bad_files(bad, "MSR Action3D", skip_bad)
 
-  counts = {part: writer.write_split(os.path.join(out_dir, "xsub"), part, data, names, labels,
-                                     (3, max_frames, NUM_JOINTS, 1))
-            for part, (data, names, labels) in samples.items()}
   return {
       "layout": LAYOUT,
-      "splits": {"xsub": counts},
+      "splits": {"xsub": parts.write(os.path.join(out_dir, "xsub"))},
       "bad": bad,
       "excluded": excluded,
-      "num_frames": (min(lengths), max(lengths)) if lengths else (0, 0),
+      "num_frames": parts.num_frames,
   }

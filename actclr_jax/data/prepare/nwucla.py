@@ -23,7 +23,7 @@ import re
 import numpy as np
 
 from actclr_jax.data import io, registry
-from actclr_jax.data.prepare import common, writer
+from actclr_jax.data.prepare import common
 
 NUM_JOINTS = 20
 LAYOUT = registry.get("nwucla").layout
@@ -140,8 +140,7 @@ def prepare(raw_dir: str, out_dir: str, *, skip_bad: bool = False, max_frames: i
   if not paths:
     raise io.DataError(f"{raw_dir}: no .json files found")
   bad: list[tuple[str, str]] = []
-  samples = {"train": ([], [], []), "val": ([], [], [])}
-  lengths = []
+  parts = common.SingleBodyParts(max_frames, NUM_JOINTS)
   seen: dict[str, str] = {}
   for path in io.progress(paths, desc="nw-ucla"):
     name = os.path.basename(path)[:-len(".json")]
@@ -154,20 +153,13 @@ def prepare(raw_dir: str, out_dir: str, *, skip_bad: bool = False, max_frames: i
     except io.DataError as e:
       bad.append((path, str(e)))
       continue
-    lengths.append(len(skeletons))
-    part = "train" if view in TRAIN_VIEWS else "val"
-    data = io.pad_or_crop_frames(skeletons, max_frames).transpose(2, 0, 1)[..., None]
-    for store, value in zip(samples[part], (data, name, label)):
-      store.append(value)
+    parts.add("train" if view in TRAIN_VIEWS else "val", skeletons, name, label)
 
   common.report_bad_files(bad, "NW-UCLA", skip_bad)
 
-  counts = {part: writer.write_split(os.path.join(out_dir, "xview"), part, data, names, labels,
-                                     (3, max_frames, NUM_JOINTS, 1))
-            for part, (data, names, labels) in samples.items()}
   return {
       "layout": LAYOUT,
-      "splits": {"xview": counts},
+      "splits": {"xview": parts.write(os.path.join(out_dir, "xview"))},
       "bad": bad,
-      "num_frames": (min(lengths), max(lengths)) if lengths else (0, 0),
+      "num_frames": parts.num_frames,
   }
