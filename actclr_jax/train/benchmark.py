@@ -169,7 +169,7 @@ def benchmark_variant(steps_fn, config, model, tx, x, batch, use_actionlet: bool
   return result
 
 
-def benchmark_inference(config, model, state, shape, batch_sizes, repeats: int = 3) -> dict:
+def benchmark_inference(model, state, shape, batch_sizes, repeats: int = 3) -> dict:
   """samples/s of the jitted inference-mode encoder (the pooled feature) on random (B, C, T, V,
   M) inputs for each batch size B: the median of `repeats` timed calls after one warm-up."""
   variables = {"params": state.params, "batch_stats": state.batch_stats}
@@ -240,7 +240,7 @@ def main(argv):
   if FLAGS.inference_batch_sizes:
     state = state_lib.create_train_state(config, model, tx, x.mean(0), config.seed)
     results["inference_samples_per_second"] = benchmark_inference(
-        config, model, state, shape, [int(b) for b in FLAGS.inference_batch_sizes])
+        model, state, shape, [int(b) for b in FLAGS.inference_batch_sizes])
   print(json.dumps(results))
 
 
