@@ -9,6 +9,8 @@ import textwrap
 
 import numpy as np
 
+from tests.conftest import xla_flags
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -52,7 +54,7 @@ DATA_PARALLEL_SCRIPT = textwrap.dedent("""
 
 
 def test_four_devices_match_one_device():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+  env = dict(os.environ, XLA_FLAGS=xla_flags("--xla_force_host_platform_device_count=4"),
              JAX_PLATFORMS="cpu")
   out = subprocess.run([sys.executable, "-c", DATA_PARALLEL_SCRIPT.format(repo=REPO)],
                        capture_output=True, text=True, env=env, cwd=REPO, timeout=600)

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 
 from actclr_jax.data import pipeline
-from tests.conftest import restore_params, tiny_config
+from tests.conftest import restore_params, tiny_config, xla_flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -55,7 +55,7 @@ def test_two_processes_train_like_one(tmp_path):
   # and one coordinator, all at once: on CPU each spends most of its time compiling, on one core.
   single = subprocess.Popen(
       [sys.executable, "-c", _script(root, tmp_path / "one"), "0", "1"], cwd=REPO,
-      env=dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=2"),
+      env=dict(env, XLA_FLAGS=xla_flags("--xla_force_host_platform_device_count=2")),
       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   script = _script(root, tmp_path / "two")
   processes = [subprocess.Popen([sys.executable, "-c", script, str(i), "2"], cwd=REPO, env=env,
