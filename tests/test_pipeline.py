@@ -1,6 +1,8 @@
 """The 50-frame preprocessing, streams, and the grain pipeline."""
 
+import dataclasses
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -72,6 +74,38 @@ def test_restored_iterator_continues_where_it_stopped(tmp_path):
     np.testing.assert_array_equal(a["index"], b["index"])
     np.testing.assert_array_equal(a["data"], b["data"])
     np.testing.assert_array_equal(a["data"], x[a["index"]])
+
+
+def test_source_pickles_its_memory_map_as_the_file_path(tmp_path):
+  """Grain worker processes get a pickled source: a memory-mapped split travels as its path
+  (a few hundred bytes, not the array) and reads the same records on the other side; an
+  in-memory array still travels whole."""
+  import pickle
+  x = _write(tmp_path, 64)
+  arrays = pipeline.load_split(str(tmp_path), "xsub", "train", LAYOUT)
+  source = pipeline.SkeletonSource(arrays)
+  payload = pickle.dumps(source)
+  assert len(payload) < 4096 < x.nbytes, len(payload)
+  copy = pickle.loads(payload)
+  assert isinstance(copy._arrays.data, np.memmap)
+  for i in (0, 17, 63):
+    for key, value in source[i].items():
+      np.testing.assert_array_equal(copy[i][key], value)
+  np.testing.assert_array_equal(copy[5]["data"], x[5])
+  in_memory = pipeline.SkeletonSource(dataclasses.replace(arrays, data=np.array(arrays.data)))
+  assert len(pickle.dumps(in_memory)) > x.nbytes
+  np.testing.assert_array_equal(pickle.loads(pickle.dumps(in_memory))[3]["data"], x[3])
+
+
+def test_worker_processes_yield_the_same_batches(tmp_path):
+  _write(tmp_path, 48)
+  arrays = pipeline.load_split(str(tmp_path), "xsub", "train", LAYOUT)
+  loader = lambda workers: pipeline.train_loader(arrays, global_batch_size=8, epoch=1, seed=3,
+                                                 stream="joint", layout=LAYOUT,
+                                                 worker_count=workers)
+  for a, b in zip(loader(0), loader(2), strict=True):
+    for key in ("data", "label", "index"):
+      np.testing.assert_array_equal(a[key], b[key])
 
 
 def test_process_shards_are_disjoint(tmp_path):

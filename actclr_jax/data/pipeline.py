@@ -11,6 +11,7 @@ import dataclasses
 import os
 from typing import Iterator
 
+from absl import flags
 from absl import logging
 import grain
 import ml_collections
@@ -86,6 +87,31 @@ class SkeletonSource(grain.sources.RandomAccessDataSource):
 
   def __repr__(self) -> str:
     return f"SkeletonSource({self._arrays.path!r}, n={len(self)})"
+
+  def __getstate__(self) -> dict:
+    # Grain pickles the source into each worker process (data.worker_count > 0), and a memory
+    # map pickles as its whole contents (GBs for NTU): send the file's path, reopen it there.
+    # The records never read the actionlet, so it stays behind.
+    arrays = self._arrays
+    if _maps_whole_file(arrays.data, arrays.path):
+      return {"arrays": dataclasses.replace(arrays, data=None, actionlet=None), "reopen": True}
+    return {"arrays": arrays, "reopen": False}
+
+  def __setstate__(self, state: dict):
+    arrays = state["arrays"]
+    if state["reopen"]:
+      arrays = dataclasses.replace(arrays, data=np.load(arrays.path, mmap_mode="r"))
+    self._arrays = arrays
+
+
+def _maps_whole_file(data: np.ndarray, path: str) -> bool:
+  """Whether `data` is a read-only memory map of all of the .npy file at `path`."""
+  if not isinstance(data, np.memmap) or data.filename is None or not os.path.exists(path):
+    return False
+  if not os.path.samefile(data.filename, path):
+    return False
+  whole = np.load(path, mmap_mode="r")
+  return whole.shape == data.shape and whole.dtype == data.dtype and data.mode == "r"
 
 
 class ToStream(grain.transforms.Map):
@@ -167,6 +193,10 @@ def train_loader(arrays: SplitArrays, *, global_batch_size: int, epoch: int, see
              .batch(global_batch_size // shard[1], drop_remainder=True)
              .to_iter_dataset())
   if worker_count > 0:
+    if not flags.FLAGS.is_parsed():
+      # Grain's workers read its absl flags; outside an absl app (a notebook, a test) nothing
+      # has parsed them, so take their defaults rather than fail.
+      flags.FLAGS.mark_as_parsed()
     dataset = dataset.mp_prefetch(grain.multiprocessing.MultiprocessingOptions(
         num_workers=worker_count))
   return dataset
