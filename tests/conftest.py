@@ -2,22 +2,21 @@
 and the augmentation tests' inputs."""
 
 import os
-
-# The tests run tiny models for a few steps, so compiling is most of their time on CPU. LLVM's
-# optimisation level 0 compiles the tiny train steps 2.2-2.6x faster (MoCo 17.5 -> 6.5 s,
-# ActCLR 22.2 -> 8.6 s) and runs them 1.3-1.8x slower (49-60 -> 76-86 ms per step of 8). Set
-# before JAX starts its backend; subprocesses inherit it. A level the user sets is kept.
-if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                             + " --xla_backend_optimization_level=0").strip()
+import shutil
+import tempfile
 
 
 def xla_flags(*extra: str) -> str:
   """The session's XLA_FLAGS plus `extra`, for a subprocess's environment."""
   return " ".join([os.environ.get("XLA_FLAGS", ""), *extra]).strip()
 
-import shutil
-import tempfile
+
+# The tests run tiny models for a few steps, so compiling is most of their time on CPU. LLVM's
+# optimisation level 0 compiles the tiny train steps 2.2-2.6x faster (MoCo 17.5 -> 6.5 s,
+# ActCLR 22.2 -> 8.6 s) and runs them 1.3-1.8x slower (49-60 -> 76-86 ms per step of 8). Set
+# before JAX starts its backend; subprocesses inherit it. A level the user sets is kept.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = xla_flags("--xla_backend_optimization_level=0")
 
 import jax
 import jax.numpy as jnp
