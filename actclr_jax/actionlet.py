@@ -58,11 +58,35 @@ def activation_map(dense: jax.Array, gradient: jax.Array, smoothing: jax.Array, 
   return jnp.einsum("nmtv,vw->nmtw", cam, smoothing)
 
 
-def normalize_per_sample(cam: jax.Array, eps: float = 1e-8) -> jax.Array:
-  """Scales each (sample, body) map of (N, M, T', V) to [0, 1]."""
-  low = jnp.min(cam, axis=(-2, -1), keepdims=True)
-  high = jnp.max(cam, axis=(-2, -1), keepdims=True)
-  return (cam - low) / (high - low + eps)
+def body_presence(x: jax.Array) -> jax.Array:
+  """(N, C, T, V, M) -> (N, M) float: 1 where a body has any non-zero value (absent bodies are
+  zero-padded)."""
+  return jnp.any(x != 0, axis=(1, 2, 3)).astype(jnp.float32)
+
+
+def normalize_per_sample(cam: jax.Array, present: jax.Array | None = None,
+                         eps: float = 1e-8) -> jax.Array:
+  """Scales each sample's map, all its present bodies together, to [0, 1]; absent bodies get 0.
+
+  One range per sample, not per body: an idle second person then scores low against the
+  actor, and an absent (zero-padded) body has no actionlet at all. Scaled per body, every
+  body's own maximum reached 1, so absent and idle bodies had actionlets larger than the
+  actor's (README, "Actionlets of absent and idle bodies").
+
+  Args:
+    cam: (N, M, T', V) activation map.
+    present: (N, M) body presence (body_presence); None: every body is present.
+  """
+  if present is None:
+    present = jnp.ones(cam.shape[:2], cam.dtype)
+  inside = (present > 0)[:, :, None, None]
+  axes = (1, 2, 3)
+  low = jnp.min(jnp.where(inside, cam, jnp.inf), axis=axes, keepdims=True)
+  high = jnp.max(jnp.where(inside, cam, -jnp.inf), axis=axes, keepdims=True)
+  # A sample with no body at all (an eval batch's zero padding) gets an empty map, not NaN.
+  empty = ~jnp.any(inside, axis=axes, keepdims=True)
+  low, high = jnp.where(empty, 0.0, low), jnp.where(empty, 0.0, high)
+  return jnp.where(inside, (cam - low) / (high - low + eps), 0.0)
 
 
 def to_input_frames(mask: jax.Array, frames: int) -> jax.Array:
@@ -72,15 +96,17 @@ def to_input_frames(mask: jax.Array, frames: int) -> jax.Array:
 
 
 def actionlet(dense: jax.Array, gradient: jax.Array, smoothing: jax.Array, *, threshold: float,
-              frames: int, grad_activation: str = "relu") -> tuple[jax.Array, jax.Array]:
-  """The binary actionlet at the feature and at the input resolution.
+              frames: int, grad_activation: str = "relu",
+              present: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+  """The binary actionlet at the feature and at the input resolution; present (N, M) marks the
+  bodies of each sample (None: all), see normalize_per_sample.
 
   Returns:
     (mask_dense (N, M, T', V), mask_input (N, frames, V, M)), both float {0, 1}: the
     first weighs SAFP, the second mixes MATS in the (N, C, T, V, M) data layout.
   """
   scaled = normalize_per_sample(activation_map(dense, gradient, smoothing,
-                                               grad_activation=grad_activation))
+                                               grad_activation=grad_activation), present)
   mask_dense = (scaled > threshold).astype(jnp.float32)
   mask_input = (to_input_frames(scaled, frames) > threshold).astype(jnp.float32)
   return mask_dense, jnp.transpose(mask_input, (0, 2, 3, 1))
@@ -108,13 +134,14 @@ def smoothing_matrix(config: ml_collections.ConfigDict, layout: graph.Layout) ->
                    "adjacency or parts")
 
 
-def offline_actionlet(config, model, variables, dense, anchor_z, layout, frames):
-  """Actionlet masks (dense (N, M, T', V), input (N, T, V, M)) from offline features."""
+def offline_actionlet(config, model, variables, dense, anchor_z, layout, frames, present):
+  """Actionlet masks (dense (N, M, T', V), input (N, T, V, M)) from offline features of an input
+  whose body presence is present (N, M) (body_presence)."""
   head = lambda h: model.apply(variables, stgcn.global_average_pool(h), method=model.project)
   gradient = dissimilarity_gradient(head, dense, anchor_z)
   return actionlet(dense, gradient, smoothing_matrix(config, layout),
                    threshold=config.actionlet.threshold, frames=frames,
-                   grad_activation=config.actionlet.grad_activation)
+                   grad_activation=config.actionlet.grad_activation, present=present)
 
 
 def inference_actionlet(state, x: jax.Array, *, config, model, layout) -> jax.Array:
@@ -124,5 +151,6 @@ def inference_actionlet(state, x: jax.Array, *, config, model, layout) -> jax.Ar
   anchor = state.anchor if config.actionlet.anchor == "dataset" else jnp.mean(x, axis=0)
   dense = model.apply(variables, x, train=False, method=model.encode)
   anchor_z = model.apply(variables, anchor[None], train=False)["z"][0]
-  _, mask_input = offline_actionlet(config, model, variables, dense, anchor_z, layout, x.shape[2])
+  _, mask_input = offline_actionlet(config, model, variables, dense, anchor_z, layout, x.shape[2],
+                                    body_presence(x))
   return mask_input

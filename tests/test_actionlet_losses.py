@@ -176,13 +176,51 @@ def test_map_is_relu_of_the_weighted_features_then_smoothed(activation):
   np.testing.assert_allclose(cam, np.maximum(pre, 0) @ g, rtol=1e-4, atol=1e-5)
 
 
-def test_normalize_per_sample_known_values_and_per_map_invariance():
-  # (N, M, T', V) = (2, 1, 2, 2): each (sample, body) map is scaled by its own range.
+def test_normalize_per_sample_known_values_and_per_sample_invariance():
+  # (N, M, T', V) = (2, 1, 2, 2): each sample's map is scaled by its own range.
   cam = np.array([[[[1., 3.], [5., 9.]]], [[[0., 0.], [0., 2.]]]], np.float32)
   out = np.asarray(actionlet.normalize_per_sample(jnp.asarray(cam)))
   np.testing.assert_allclose(out, [[[[0, 0.25], [0.5, 1]]], [[[0, 0], [0, 1]]]], rtol=1e-6)
-  # A positive affine change of one map changes neither its result nor the other map's.
+  # A positive affine change of one sample's map changes neither its result nor the other's.
   moved = cam.copy()
   moved[0] = moved[0] * 7 + 3
   np.testing.assert_allclose(actionlet.normalize_per_sample(jnp.asarray(moved)), out,
                              rtol=1e-6, atol=1e-7)
+
+
+def test_normalize_per_sample_spans_the_bodies_and_skips_absent_ones():
+  # One sample, M = 3: an active body (0), an idle one (1) and an absent one (2).
+  cam = np.zeros((1, 3, 2, 2), np.float32)
+  cam[0, 0] = [[0.0, 8.0], [4.0, 2.0]]
+  cam[0, 1] = [[1.0, 1.5], [1.0, 2.0]]  # scaled on its own, 2.0 would be its actionlet
+  cam[0, 2] = [[30.0, 0.0], [0.0, 0.0]]  # an absent body's activations mean nothing
+  present = jnp.array([[1.0, 1.0, 0.0]])
+  out = np.asarray(actionlet.normalize_per_sample(jnp.asarray(cam), present))
+  np.testing.assert_allclose(out[0, 0], [[0, 1], [0.5, 0.25]], rtol=1e-6)
+  np.testing.assert_allclose(out[0, 1], [[0.125, 0.1875], [0.125, 0.25]], rtol=1e-6)
+  np.testing.assert_array_equal(out[0, 2], 0)
+  # A sample without any body (an eval batch's zero padding) gets an empty map, not NaN.
+  empty = np.asarray(actionlet.normalize_per_sample(jnp.asarray(cam), jnp.zeros((1, 3))))
+  np.testing.assert_array_equal(empty, 0)
+
+
+def test_actionlet_of_idle_and_absent_bodies_is_empty():
+  # Dense map h = the cam itself on one channel (alpha = 1, G = identity): body 0 moves,
+  # body 1 is idle (its activations are low), body 2 is absent.
+  cam = np.zeros((1, 3, 1, 2, 2), np.float32)
+  cam[0, 0, 0] = [[0.0, 8.0], [4.0, 2.0]]
+  cam[0, 1, 0] = [[1.0, 1.5], [1.0, 2.0]]
+  cam[0, 2, 0] = [[30.0, 0.0], [0.0, 0.0]]
+  mask, mask_input = actionlet.actionlet(jnp.asarray(cam), jnp.ones_like(jnp.asarray(cam)),
+                                         jnp.eye(2), threshold=0.5, frames=2,
+                                         present=jnp.array([[1.0, 1.0, 0.0]]))
+  np.testing.assert_array_equal(np.asarray(mask)[0], [[[0, 1], [0, 0]], [[0, 0], [0, 0]],
+                                                      [[0, 0], [0, 0]]])
+  assert np.asarray(mask_input)[0, ..., 1:].sum() == 0
+
+
+def test_body_presence():
+  x = np.zeros((2, 3, 4, 5, 2), np.float32)
+  x[0, 1, 2, 3, 0] = 0.5
+  x[1, ..., 1] = -1.0
+  np.testing.assert_array_equal(actionlet.body_presence(jnp.asarray(x)), [[1, 0], [0, 1]])

@@ -199,6 +199,11 @@ def test_weighted_pool():
   expected = 0.5 * (h[:, 0, :, 1, 3] + h[:, 1, :, 2, 0])
   np.testing.assert_allclose(models.weighted_pool(h, jnp.asarray(one_hot)), expected,
                              rtol=1e-5, atol=1e-6)
+  # A body without actionlet adds nothing: the mean runs over the whole sample's actionlet.
+  body0 = np.zeros((2, 2, 4, 5), np.float32)
+  body0[:, 0, 1:3, 2] = 1.0
+  np.testing.assert_allclose(models.weighted_pool(h, jnp.asarray(body0)),
+                             np.asarray(h)[:, 0, :, 1:3, 2].mean(axis=-1), rtol=1e-5, atol=1e-6)
   # Weights that are zero everywhere give zero, not NaN.
   assert np.all(np.asarray(models.weighted_pool(h, jnp.zeros((2, 2, 4, 5)))) == 0)
 

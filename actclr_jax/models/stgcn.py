@@ -303,11 +303,11 @@ def global_average_pool(h: jax.Array) -> jax.Array:
 def weighted_pool(h: jax.Array, weights: jax.Array, eps: float = 1e-6) -> jax.Array:
   """SAFP (Eq. 8): (N, M, C, T', V) with weights (N, M, T', V) >= 0 -> (N, C).
 
-  Per body sum_tv h * w / (sum_tv w + eps), then the mean over M.
+  sum_mtv h * w / (sum_mtv w + eps): the weighted mean over the sample's whole actionlet, so a
+  body with no actionlet (absent or idle) adds nothing. Uniform weights give the GAP feature.
   """
   w = weights[:, :, None]
-  pooled = (h * w).sum(axis=(-2, -1)) / (w.sum(axis=(-2, -1)) + eps)
-  return pooled.mean(axis=1)
+  return (h * w).sum(axis=(1, 3, 4)) / (w.sum(axis=(1, 3, 4)) + eps)
 
 
 def frame_pool(h: jax.Array) -> jax.Array:

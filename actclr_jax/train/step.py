@@ -89,7 +89,8 @@ def train_step(state: TrainState, batch: dict, *, config: ml_collections.ConfigD
   if use_actionlet:
     dense = out_k["dense"]
     mask_dense, mask_input = actionlet.offline_actionlet(
-        config, model, offline, dense, out_anchor["z"][0], layout, frames)
+        config, model, offline, dense, out_anchor["z"][0], layout, frames,
+        actionlet.body_presence(x_k))
     if config.actionlet.safp:
       z_safp = model.apply(offline, stgcn.weighted_pool(dense, mask_dense), method=model.project)
       mix = config.actionlet.safp_gap_mix
