@@ -1,5 +1,5 @@
 """Tests for the array-level evaluation blocks: kNN, the classifier loop and the linear probe,
-metrics, semi, ensemble."""
+metrics, semi, ensemble, the nuisance probe."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import optax
 import pytest
 
 from actclr_jax import schedules
-from actclr_jax.evaluate import classifier, ensemble, knn, linear, metrics, semi
+from actclr_jax.evaluate import classifier, ensemble, knn, linear, metrics, nuisance, semi
 
 
 def _blobs(rng, centers, n, noise):
@@ -296,3 +296,45 @@ def test_ensemble_errors():
     ensemble.ensemble_logits({"joint": eye, "bone": eye, "motion": eye[:2]})
   with pytest.raises(ValueError, match="extra"):
     ensemble.ensemble_logits({"joint": eye, "bone": eye, "motion": eye, "extra": eye})
+
+
+# ----------------------------------------------------------------------------- nuisance probe
+
+
+def test_nuisance_attributes_known_values():
+  x = np.zeros((2, 3, 4, 5, 2))
+  x[:, 1, :, :, 0] = np.linspace(0.0, 1.6, 5)  # body 0: joints 0.4 m apart vertically
+  x[0, 0, :, :, 0] += 0.1 * np.arange(4)[:, None]  # sample 0 moves 0.1 m per frame along x
+  x[1, 2, 1, 3, 1] = 0.5  # sample 1 has a second body
+  a = nuisance.nuisance_attributes(x)
+  np.testing.assert_allclose(a["second_body"], [0, 1])
+  np.testing.assert_allclose(a["speed"], [0.1, 0.0], atol=1e-12)
+  np.testing.assert_allclose(a["height"], [1.6, 1.6])
+
+
+def test_nuisance_report_finds_what_the_features_encode():
+  rng = np.random.default_rng(0)
+  n = 300
+
+  def split():
+    x = rng.normal(size=(n, 3, 6, 5, 2)) * 0.01
+    x[:, 1, :, :, 0] += rng.uniform(1.0, 2.0, size=(n, 1, 1)) * np.linspace(0, 1, 5)
+    x[rng.random(n) < 0.5, ..., 1] = 0
+    labels = rng.integers(0, 3, n)
+    return x, labels
+
+  (train_j, train_y), (val_j, val_y) = split(), split()
+  # Features: the second-body flag (strong), the height, the label, and noise.
+  def feats(joints, labels):
+    a = nuisance.nuisance_attributes(joints)
+    return np.concatenate([10 * a["second_body"][:, None], a["height"][:, None],
+                           np.eye(3)[labels], rng.normal(size=(n, 8))], axis=1)
+
+  result = nuisance.report(feats(train_j, train_y), feats(val_j, val_y), train_j, val_j,
+                           train_y, val_y, num_classes=3)
+  assert result["r2"]["second_body"] > 0.95 and result["r2"]["height"] > 0.9
+  assert result["r2"]["speed"] < 0.2  # not in the features
+  assert result["ridge_top1"] > 95.0
+  shares = [d["variance_share"] for d in result["directions"]]
+  assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1 + 1e-9
+  assert "second_body" in nuisance.format_report(result)

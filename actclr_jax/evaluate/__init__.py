@@ -4,7 +4,8 @@ Array-level blocks (features, labels, logits in; numbers out): knn, linear, metr
 ensemble. The evaluators (`--mode` of main.py) and their registry: evaluators.py, on
 pretrained.py (checkpoint restore), features.py (frozen features and their cache),
 classifier.py (the one classifier-training loop), segment.py, figures.py and base.py (the
-interface and the record). monitor.py is the pretraining monitor.
+interface and the record). monitor.py is the pretraining monitor; nuisance.py probes what
+frozen features encode besides the action.
 """
 
 from actclr_jax.evaluate.ensemble import ensemble_logits, ensemble_report
