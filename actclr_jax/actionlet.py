@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from actclr_jax import graph
+from actclr_jax import augment, graph
 from actclr_jax.models import stgcn
 
 ACTIVATIONS = {"relu": jax.nn.relu, "identity": lambda x: x}
@@ -58,12 +58,6 @@ def activation_map(dense: jax.Array, gradient: jax.Array, smoothing: jax.Array, 
   return jnp.einsum("nmtv,vw->nmtw", cam, smoothing)
 
 
-def body_presence(x: jax.Array) -> jax.Array:
-  """(N, C, T, V, M) -> (N, M) float: 1 where a body has any non-zero value (absent bodies are
-  zero-padded)."""
-  return jnp.any(x != 0, axis=(1, 2, 3)).astype(jnp.float32)
-
-
 def normalize_per_sample(cam: jax.Array, present: jax.Array | None = None,
                          eps: float = 1e-8) -> jax.Array:
   """Scales each sample's map, all its present bodies together, to [0, 1]; absent bodies get 0.
@@ -75,7 +69,7 @@ def normalize_per_sample(cam: jax.Array, present: jax.Array | None = None,
 
   Args:
     cam: (N, M, T', V) activation map.
-    present: (N, M) body presence (body_presence); None: every body is present.
+    present: (N, M) body presence (augment.body_presence); None: every body is present.
   """
   if present is None:
     present = jnp.ones(cam.shape[:2], cam.dtype)
@@ -136,7 +130,7 @@ def smoothing_matrix(config: ml_collections.ConfigDict, layout: graph.Layout) ->
 
 def offline_actionlet(config, model, variables, dense, anchor_z, layout, frames, present):
   """Actionlet masks (dense (N, M, T', V), input (N, T, V, M)) from offline features of an input
-  whose body presence is present (N, M) (body_presence)."""
+  whose body presence is present (N, M) (augment.body_presence)."""
   head = lambda h: model.apply(variables, stgcn.global_average_pool(h), method=model.project)
   gradient = dissimilarity_gradient(head, dense, anchor_z)
   return actionlet(dense, gradient, smoothing_matrix(config, layout),
@@ -152,5 +146,5 @@ def inference_actionlet(state, x: jax.Array, *, config, model, layout) -> jax.Ar
   dense = model.apply(variables, x, train=False, method=model.encode)
   anchor_z = model.apply(variables, anchor[None], train=False)["z"][0]
   _, mask_input = offline_actionlet(config, model, variables, dense, anchor_z, layout, x.shape[2],
-                                    body_presence(x))
+                                    augment.body_presence(x))
   return mask_input

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from actclr_jax import actionlet, losses
+from actclr_jax import actionlet, augment, losses
 
 
 def test_activation_map_matches_a_hand_computed_case():
@@ -223,4 +223,4 @@ def test_body_presence():
   x = np.zeros((2, 3, 4, 5, 2), np.float32)
   x[0, 1, 2, 3, 0] = 0.5
   x[1, ..., 1] = -1.0
-  np.testing.assert_array_equal(actionlet.body_presence(jnp.asarray(x)), [[1, 0], [0, 1]])
+  np.testing.assert_array_equal(augment.body_presence(jnp.asarray(x)), [[1, 0], [0, 1]])

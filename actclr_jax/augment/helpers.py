@@ -15,9 +15,15 @@ import jax.numpy as jnp
 Array = jax.Array
 
 
+def body_presence(x: Array) -> Array:
+  """(N, C, T, V, M) -> (N, M) bool: True where a body has any non-zero value (absent bodies
+  are zero-padded)."""
+  return jnp.any(x != 0, axis=(1, 2, 3))
+
+
 def _presence(x: Array) -> Array:
   """(N, 1, 1, 1, M) 1.0 where a body has any non-zero value, else 0.0."""
-  return jnp.any(x != 0, axis=(1, 2, 3), keepdims=True).astype(x.dtype)
+  return body_presence(x)[:, None, None, None, :].astype(x.dtype)
 
 
 def _per_sample(v: Array, ndim: int) -> Array:

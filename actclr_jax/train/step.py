@@ -33,7 +33,7 @@ def offline_forward(model, variables, x, extra, *, splits: int, dropout_key, shu
     (outputs of x (dict of (N, ...)), outputs of extra (dict of (E, ...)), new batch_stats: the
     mean over sub-batches of the per-sub-batch running-statistics updates).
   """
-  n, e = x.shape[0], extra.shape[0]
+  n = x.shape[0]
   if splits == 1:
     out, updates = model.apply(variables, jnp.concatenate([x, extra]), train=True,
                                mutable=["batch_stats"], rngs={"dropout": dropout_key})
@@ -71,7 +71,7 @@ def train_step(state: TrainState, batch: dict, *, config: ml_collections.ConfigD
   (rng, flip_rng, key_rng, query_rng, query_dropout, key_dropout,
    shuffle_rng) = jax.random.split(state_lib.step_key(config, state), 7)
   x, index = batch["data"], batch["index"]
-  n, frames = x.shape[0], x.shape[2]
+  frames = x.shape[2]
   aug = config.augment
   x = augment.sample_flip(flip_rng, x, layout, aug)
   x_k = augment.key_view(key_rng, x, layout, aug)
@@ -90,7 +90,7 @@ def train_step(state: TrainState, batch: dict, *, config: ml_collections.ConfigD
     dense = out_k["dense"]
     mask_dense, mask_input = actionlet.offline_actionlet(
         config, model, offline, dense, out_anchor["z"][0], layout, frames,
-        actionlet.body_presence(x_k))
+        augment.body_presence(x_k))
     if config.actionlet.safp:
       z_safp = model.apply(offline, stgcn.weighted_pool(dense, mask_dense), method=model.project)
       mix = config.actionlet.safp_gap_mix
