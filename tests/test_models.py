@@ -279,6 +279,14 @@ def test_temporal_conv_and_its_gradient_match_lax_conv(frames, stride, monkeypat
     np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
 
 
+def test_temporal_conv_uses_the_gemm_vjp_on_cpu_only(monkeypatch):
+  x, kernel = jnp.ones((2, 8, 5, 3)), jnp.ones((9, 1, 3, 4))
+  trace = lambda: str(jax.make_jaxpr(lambda x, k: models.stgcn.temporal_conv(x, k, 2))(x, kernel))
+  assert "custom_vjp" in trace()
+  monkeypatch.setattr(models.stgcn.jax, "default_backend", lambda: "gpu")
+  assert "custom_vjp" not in trace() and "conv_general_dilated" in trace()
+
+
 @pytest.mark.parametrize("c,d", [(3, 8), (8, 8), (8, 4)])
 def test_graph_conv_equals_dense_then_aggregate(c, d):
   rng = np.random.default_rng(0)

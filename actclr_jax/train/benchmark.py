@@ -9,8 +9,9 @@ override its batch_size, data.frames, data.layout and model.compute_dtype when g
 For both step variants (plain MoCo v2 and ActCLR) on random inputs of the paper's shape
 (N, 3, 50, V, M), on every local device, it prints:
   * compile seconds, and the median / min step time over --steps timed steps (after one warm-up);
-  * samples/s, the compiled step's FLOPs and bytes accessed (XLA's cost analysis) per sample,
-    and the achieved GFLOP/s;
+  * samples/s, the step's FLOPs (XLA's cost analysis of the unoptimised module, which counts
+    every convolution on every backend) and the compiled step's bytes accessed per sample, and
+    the achieved GFLOP/s;
   * a roofline estimate for --accelerator: max(FLOPs / peak, bytes / bandwidth) per step, the
     step rate no implementation of this HLO can beat there (XLA's byte count comes from this
     backend's fusion decisions, so it is an estimate);
@@ -45,33 +46,45 @@ from actclr_jax.train import state as state_lib
 from actclr_jax.train import trainer
 
 FLAGS = flags.FLAGS
-# A path relative to the working directory, as main.py's --config: run from the repository root.
-config_flags.DEFINE_config_file("config", "configs/ntu60.py", "Config file of the step.",
-                                lock_config=True)
-flags.DEFINE_integer("batch_size", None, "Global batch size (default: the config's).")
-flags.DEFINE_integer("steps", 5, "Timed steps per variant (after one warm-up step).")
-flags.DEFINE_integer("frames", None, "T of the input (default: the config's data.frames).")
-flags.DEFINE_string("layout", None, "Skeleton layout (V) (default: the config's data.layout).")
-flags.DEFINE_integer("bodies", 2, "M of the input.")
-flags.DEFINE_enum("compute_dtype", None, ["float32", "bfloat16"],
-                  "Encoder compute dtype (default: the config's model.compute_dtype).")
-flags.DEFINE_string("accelerator", "h100_sxm", "Roofline target: a key of ACCELERATORS.")
-flags.DEFINE_bool("profile", False, "Profile one step of each variant and print op classes.")
-flags.DEFINE_list("variants", ["moco", "actclr"], "Step variants to run.")
-flags.DEFINE_list("inference_batch_sizes", [],
-                  "Also time the inference-mode encoder (feature extraction, the monitor) at "
-                  "these batch sizes, e.g. 64,128,256 (config key eval_batch_size).")
+
+
+def _define_flags() -> None:
+  """The command line's flags, defined only when run as a script: the module's functions are
+  imported by tests beside modules that define flags of the same names."""
+  # A path relative to the working directory, as main.py's --config: run from the repository root.
+  config_flags.DEFINE_config_file("config", "configs/ntu60.py", "Config file of the step.",
+                                  lock_config=True)
+  flags.DEFINE_integer("batch_size", None, "Global batch size (default: the config's).")
+  flags.DEFINE_integer("steps", 5, "Timed steps per variant (after one warm-up step).")
+  flags.DEFINE_integer("frames", None, "T of the input (default: the config's data.frames).")
+  flags.DEFINE_string("layout", None, "Skeleton layout (V) (default: the config's data.layout).")
+  flags.DEFINE_integer("bodies", 2, "M of the input.")
+  flags.DEFINE_enum("compute_dtype", None, ["float32", "bfloat16"],
+                    "Encoder compute dtype (default: the config's model.compute_dtype).")
+  flags.DEFINE_string("accelerator", "h100_sxm", "Roofline target: a key of ACCELERATORS.")
+  flags.DEFINE_bool("profile", False, "Profile one step of each variant and print op classes.")
+  flags.DEFINE_string("trace_dir", "", "With --profile, keep each variant's trace here "
+                      "(TensorBoard / Perfetto) instead of a temporary folder.")
+  flags.DEFINE_list("variants", ["moco", "actclr"], "Step variants to run.")
+  flags.DEFINE_list("inference_batch_sizes", [],
+                    "Also time the inference-mode encoder (feature extraction, the monitor) at "
+                    "these batch sizes, e.g. 64,128,256 (config key eval_batch_size).")
+
 
 # Peak dense throughput and memory bandwidth. Source: NVIDIA H100 Tensor Core GPU datasheet
 # (2023): H100 SXM5 80GB: FP32 67 TFLOPS, TF32 tensor 494.7 TFLOPS (989.4 with sparsity),
 # BF16 tensor 989.4 TFLOPS (1979 with sparsity), HBM3 3.35 TB/s; H100 PCIe: FP32 51, TF32 378,
-# BF16 756 TFLOPS, HBM2e 2.0 TB/s. XLA on GPU runs float32 matmuls and convolutions as TF32 by
+# BF16 756 TFLOPS, HBM2e 2.0 TB/s. NVIDIA H200 Tensor Core GPU datasheet (2024): H200 SXM 141GB:
+# TF32 tensor 989 TFLOPS and BF16 tensor 1,979 TFLOPS with sparsity (half that dense, the
+# H100's rates), HBM3e 4.8 TB/s. XLA on GPU runs float32 matmuls and convolutions as TF32 by
 # default (jax_default_matmul_precision), so float32 uses the TF32 peak.
 ACCELERATORS = {
     "h100_sxm": {"name": "NVIDIA H100 SXM5 80GB", "float32": 494.7e12, "bfloat16": 989.4e12,
                  "bandwidth": 3.35e12},
     "h100_pcie": {"name": "NVIDIA H100 PCIe 80GB", "float32": 378e12, "bfloat16": 756e12,
                   "bandwidth": 2.0e12},
+    "h200_sxm": {"name": "NVIDIA H200 SXM 141GB", "float32": 494.7e12, "bfloat16": 989.4e12,
+                 "bandwidth": 4.8e12},
 }
 
 # (class, substrings of the XLA op's source path) in match order: the first class that
@@ -102,23 +115,40 @@ def op_class(op_name: str) -> str:
   return "encoder other" if "encoder" in op_name else "other"
 
 
-def profile_step(compiled, run) -> dict[str, float]:
+def profile_step(compiled, run, keep_dir: str = "") -> dict[str, float]:
   """Seconds per op class of one call of run() (which calls `compiled`), from a jax.profiler
-  trace. Ops that run concurrently both count, so the total can exceed the wall time."""
+  trace (kept in keep_dir when given). Ops that run concurrently both count, so the total can
+  exceed the wall time."""
   hlo = compiled.as_text()
   op_names = dict(re.findall(r"^\s*%?([\w.\-]+) = [^\n]*?metadata=\{op_name=\"([^\"]*)\"", hlo,
                              re.M))
-  with tempfile.TemporaryDirectory() as trace_dir:
+  with tempfile.TemporaryDirectory() as temporary_dir:
+    trace_dir = keep_dir or temporary_dir
     with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
       jax.block_until_ready(run())
-    trace_file = glob.glob(os.path.join(trace_dir, "**", "*.trace.json.gz"), recursive=True)[0]
+    trace_file = sorted(glob.glob(os.path.join(trace_dir, "**", "*.trace.json.gz"),
+                                  recursive=True), key=os.path.getmtime)[-1]
     with gzip.open(trace_file) as f:
       events = json.load(f)
   events = events["traceEvents"] if isinstance(events, dict) else events
+  return seconds_per_class(events, op_names)
+
+
+def seconds_per_class(events: list[dict], op_names: dict[str, str]) -> dict[str, float]:
+  """Seconds per op class of a trace's complete ('X') events, given {HLO instruction: its
+  metadata op_name}; GPU kernels that name no instruction are 'unattributed kernels'."""
   seconds = collections.Counter()
   for event in events:
-    if event.get("ph") == "X" and event.get("name") in op_names:
-      seconds[op_class(op_names[event["name"]])] += event.get("dur", 0) / 1e6
+    if event.get("ph") != "X":
+      continue
+    # CPU ops are named by their HLO instruction; a GPU kernel names it in args.hlo_op (a
+    # library GEMM or convolution has its own kernel name there).
+    args = event.get("args") or {}
+    op = next((n for n in (event.get("name"), args.get("hlo_op")) if n in op_names), None)
+    if op is not None:
+      seconds[op_class(op_names[op])] += event.get("dur", 0) / 1e6
+    elif "kernel_details" in args:
+      seconds["unattributed kernels"] += event.get("dur", 0) / 1e6
   return dict(seconds.most_common())
 
 
@@ -134,18 +164,27 @@ def roofline(flops: float, bytes_accessed: float, batch: int, accelerator: str,
           "samples_per_second": batch / step_s}
 
 
-def benchmark_variant(steps_fn, config, model, tx, x, batch, use_actionlet: bool) -> dict:
+def _first(cost):
+  """A cost analysis as one dict (some jax versions return a list of one)."""
+  return (cost[0] if isinstance(cost, (list, tuple)) else cost) or {}
+
+
+def benchmark_variant(steps_fn, config, model, tx, x, batch, variant_name: str) -> dict:
   state = state_lib.create_train_state(config, model, tx, x.mean(0), 0)
   state = jax.device_put(state, NamedSharding(batch["data"].sharding.mesh, P()))
   start = time.perf_counter()
-  compiled = steps_fn[use_actionlet].lower(state, batch).compile()
+  lowered = steps_fn[variant_name == "actclr"].lower(state, batch)
+  compiled = lowered.compile()
   compile_seconds = time.perf_counter() - start
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  # FLOPs of the step as written (before optimisation): on GPU the compiled module's count
+  # leaves out the convolutions and GEMMs handed to cuDNN / cuBLAS (0.05 of 3.7 GFLOP per
+  # sample on an H200). Bytes are the compiled module's: they depend on the backend's fusion.
+  flops = float(_first(lowered.cost_analysis()).get("flops", 0.0))
+  bytes_accessed = float(_first(compiled.cost_analysis()).get("bytes accessed", 0.0))
   box = [state]
 
-  def run():
-    box[0], metrics = compiled(box[0], batch)
+  def run(executable=compiled):
+    box[0], metrics = executable(box[0], batch)
     return metrics
 
   jax.block_until_ready(run())
@@ -156,7 +195,6 @@ def benchmark_variant(steps_fn, config, model, tx, x, batch, use_actionlet: bool
     times.append(time.perf_counter() - start)
   median = statistics.median(times)
   n = config.batch_size
-  flops, bytes_accessed = float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0))
   result = {"compile_seconds": compile_seconds, "step_seconds_median": median,
             "step_seconds_min": min(times), "samples_per_second": n / median,
             "samples_per_second_best": n / min(times), "gflop_per_sample": flops / n / 1e9,
@@ -165,7 +203,18 @@ def benchmark_variant(steps_fn, config, model, tx, x, batch, use_actionlet: bool
             "roofline": roofline(flops, bytes_accessed, n, FLAGS.accelerator,
                                  config.model.compute_dtype)}
   if FLAGS.profile:
-    result["profile_seconds"] = profile_step(compiled, run)
+    keep_dir = os.path.join(FLAGS.trace_dir, variant_name) if FLAGS.trace_dir else ""
+    try:
+      profiled = compiled
+      if jax.default_backend() == "gpu":
+        # Inside a command buffer (a CUDA graph) every kernel reports the buffer as its HLO op:
+        # profile a build without them, so that each kernel names its own op.
+        profiled = lowered.compile(compiler_options={"xla_gpu_enable_command_buffer": ""})
+        jax.block_until_ready(run(profiled))
+      result["profile_seconds"] = profile_step(profiled, lambda: run(profiled), keep_dir)
+    except Exception as error:  # pylint: disable=broad-except
+      # A backend whose profiler is missing or writes another trace format still gets its timings.
+      print(f"{variant_name}: profile failed ({type(error).__name__}: {error})", flush=True)
   return result
 
 
@@ -203,6 +252,9 @@ def main(argv):
   dtype = config.model.compute_dtype
   if dtype not in ("float32", "bfloat16"):
     raise ValueError(f"config key model.compute_dtype={dtype!r}: expected float32 or bfloat16")
+  unknown = sorted(set(FLAGS.variants) - {"moco", "actclr"})
+  if unknown:
+    raise ValueError(f"--variants: unknown {unknown}; expected moco and/or actclr")
   if FLAGS.accelerator not in ACCELERATORS:
     raise ValueError(f"--accelerator={FLAGS.accelerator!r}: expected one of {list(ACCELERATORS)}")
   batch_size, frames = config.batch_size, config.data.frames
@@ -222,7 +274,7 @@ def main(argv):
              "input_shape": list(shape), "compute_dtype": dtype,
              "rng_impl": config.rng_impl, "jax": jax.__version__}
   for name in FLAGS.variants:
-    r = benchmark_variant(steps_fn, config, model, tx, x, batch, name == "actclr")
+    r = benchmark_variant(steps_fn, config, model, tx, x, batch, name)
     results[name] = r
     roof = r["roofline"]
     print(f"{name:7s} compile {r['compile_seconds']:6.1f} s | step {r['step_seconds_median']:7.3f} s"
@@ -245,4 +297,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

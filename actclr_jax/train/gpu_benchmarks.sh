@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Issue 8's accelerator checks in one call, from the repository root:
+#   OUT=/tmp/gpu bash actclr_jax/train/gpu_benchmarks.sh
+# (the packages of requirements.txt installed, with jax for the GPU; README, "On a GPU").
+# Writes under $OUT: bench.txt (the train-step benchmark in float32 and bfloat16 at batch 128,
+# with the op-class profile, and the loader benchmark), run.log (a timed 2-epoch synthetic
+# pretraining at NTU-60 xview size: 37,665 training sequences, 1 epoch of MoCo v2 then 1 of
+# ActCLR), gpu_util.csv (nvidia-smi once a second during that run) and the profiler traces.
+# Each stage has its own time limit, so a slow stage cannot take the others' results with it.
+# SAMPLES, BATCH and STEPS shrink it for a CPU dry run; RUN_DTYPE=bfloat16 times the run in
+# bfloat16, LOADER=1 adds the loader benchmark, MAIN_JOB=1 times the README's main job.
+set -u
+OUT=${OUT:?set OUT to an output folder}
+SAMPLES=${SAMPLES:-56400}   # 2/3 of them are views 2 and 3: xview train
+BATCH=${BATCH:-128}
+STAGE_LIMIT=${STAGE_LIMIT:-110}
+RUN_LIMIT=${RUN_LIMIT:-120}
+DATA=/tmp/actclr_ntu_size_synthetic
+export PYTHONUNBUFFERED=1
+mkdir -p "$OUT"
+stamp() { echo "== $(date +%T) $*" | tee -a "$OUT/bench.txt"; }
+quiet() { grep -v -E "^[IW][0-9]{4} " ; }
+
+stamp "machine"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 \
+  | tee -a "$OUT/bench.txt"
+python3 -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__, \
+'optax', optax.__version__, jax.devices())" 2>&1 | quiet | tee -a "$OUT/bench.txt"
+
+# The timed run's data set, generated on the CPU while the GPU runs the step benchmarks.
+( JAX_PLATFORMS=cpu python3 -m actclr_jax.data.prepare synthetic --out_dir="$DATA" \
+    --num_samples="$SAMPLES" > "$OUT/prepare.log" 2>&1; echo "prepare rc $?" >> "$OUT/prepare.log" ) &
+prepare_pid=$!
+
+# XLA in jax 0.11.2 aborted compiling the old step on GPU (triton_tiling_propagation: "Check
+# failed: subdim_size_accumulator == dim_size"); without Triton GEMM fusion it compiled. The
+# first stage runs without that flag and sets it only if the compile fails again.
+bench() {  # dtype, extra flags...
+  local dtype=$1; shift
+  stamp "train step, $dtype, batch $BATCH, XLA_FLAGS='${XLA_FLAGS:-}'"
+  set -o pipefail
+  timeout "$STAGE_LIMIT" python3 -m actclr_jax.train.benchmark --batch_size="$BATCH" \
+    --steps="${STEPS:-30}" --compute_dtype="$dtype" --accelerator=h200_sxm --profile \
+    --trace_dir="/tmp/trace_$dtype" "$@" 2>&1 | quiet | grep -v -E "^ +@ |^  File " \
+    | tee -a "$OUT/bench.txt"
+  local rc=$?; set +o pipefail; return $rc
+}
+bench float32 --inference_batch_sizes=1024
+rc=$?
+if [ $rc -ne 0 ] && [ $rc -ne 124 ]; then  # 124: the stage's time limit, not the compiler
+  export XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_triton_gemm=false"
+  bench float32 --inference_batch_sizes=1024
+fi
+bench bfloat16
+for dtype_variant in float32/moco float32/actclr bfloat16/moco bfloat16/actclr; do
+  trace=$(find "/tmp/trace_${dtype_variant%/*}/${dtype_variant#*/}" -name '*.trace.json.gz' 2>/dev/null | head -1)
+  [ -n "$trace" ] && cp "$trace" "$OUT/trace_${dtype_variant/\//_}.json.gz"
+done
+
+if [ -n "${LOADER:-}" ]; then
+  stamp "loader"
+  timeout 60 python3 -m actclr_jax.data.benchmark --num_samples=16384 --batch_size="$BATCH" \
+    --worker_counts=0,4 2>&1 | quiet | tee -a "$OUT/bench.txt"
+fi
+
+stamp "waiting for the data set"
+wait "$prepare_pid"
+tail -3 "$OUT/prepare.log" | tee -a "$OUT/bench.txt"
+
+stamp "timed pretraining run, ${RUN_DTYPE:-float32}"
+nvidia-smi --query-gpu=timestamp,utilization.gpu,utilization.memory,memory.used,power.draw \
+  --format=csv -l 1 > "$OUT/gpu_util.csv" 2>&1 &
+smi_pid=$!
+timeout "$RUN_LIMIT" python3 main.py --config=configs/synthetic.py:xview --workdir=/tmp/ntu_size_run \
+  --config.data.root="$DATA" --config.data.synthetic_samples="$SAMPLES" \
+  --config.batch_size="$BATCH" --config.moco.bank_size=32768 --config.moco.momentum=0.999 \
+  --config.num_epochs=2 --config.actionlet.start_epoch=1 --config.lr_decay_epochs="()" \
+  --config.knn_every_epochs=0 --config.checkpoint_every_epochs=2 --config.log_every_steps=50 \
+  --config.model.compute_dtype="${RUN_DTYPE:-float32}" \
+  > "$OUT/run.log" 2>&1
+echo "run rc $?" >> "$OUT/run.log"
+kill "$smi_pid" 2>/dev/null
+grep -E "samples/s|pretraining finished|rc " "$OUT/run.log" | tee -a "$OUT/bench.txt"
+if [ -n "${MAIN_JOB:-}" ]; then  # the README's main job, with its monitor and evaluations
+  stamp "main job"
+  start=$(date +%s)
+  timeout "${MAIN_JOB_LIMIT:-300}" python3 main.py --config=configs/synthetic.py \
+    --workdir=/tmp/main_job > "$OUT/main_job.log" 2>&1
+  echo "main job rc $? in $(( $(date +%s) - start )) s" | tee -a "$OUT/bench.txt"
+  tail -12 "$OUT/main_job.log" | tee -a "$OUT/bench.txt"
+fi
+stamp "done"
