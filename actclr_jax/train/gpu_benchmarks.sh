@@ -3,7 +3,7 @@
 #   OUT=/tmp/gpu bash actclr_jax/train/gpu_benchmarks.sh
 # (the packages of requirements.txt installed, with jax for the GPU; README, "On a GPU").
 # Writes under $OUT: bench.txt (the train-step benchmark in float32 and bfloat16 at batch 128,
-# with the op-class profile, and the loader benchmark), run.log (a timed 2-epoch synthetic
+# with the op-class profile; with LOADER=1 the loader benchmark too), run.log (a timed 2-epoch synthetic
 # pretraining at NTU-60 xview size: 37,665 training sequences, 1 epoch of MoCo v2 then 1 of
 # ActCLR), gpu_util.csv (nvidia-smi once a second during that run) and the profiler traces.
 # Each stage has its own time limit, so a slow stage cannot take the others' results with it.
@@ -18,6 +18,9 @@ RUN_LIMIT=${RUN_LIMIT:-120}
 DATA=/tmp/actclr_ntu_size_synthetic
 export PYTHONUNBUFFERED=1
 mkdir -p "$OUT"
+# A warm machine keeps /tmp: an old run's workdir would be resumed, not timed, and old traces
+# would be copied as new ones.
+rm -rf /tmp/trace_float32 /tmp/trace_bfloat16 /tmp/ntu_size_run /tmp/main_job
 stamp() { echo "== $(date +%T) $*" | tee -a "$OUT/bench.txt"; }
 quiet() { grep -v -E "^[IW][0-9]{4} " ; }
 
@@ -32,25 +35,17 @@ python3 -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.
     --num_samples="$SAMPLES" > "$OUT/prepare.log" 2>&1; echo "prepare rc $?" >> "$OUT/prepare.log" ) &
 prepare_pid=$!
 
-# XLA in jax 0.11.2 aborted compiling the old step on GPU (triton_tiling_propagation: "Check
-# failed: subdim_size_accumulator == dim_size"); without Triton GEMM fusion it compiled. The
-# first stage runs without that flag and sets it only if the compile fails again.
+# Importing actclr_jax turns off Triton GEMM fusion (XLA_FLAGS), which aborts jax 0.11.2's GPU
+# compiler on this step.
 bench() {  # dtype, extra flags...
   local dtype=$1; shift
-  stamp "train step, $dtype, batch $BATCH, XLA_FLAGS='${XLA_FLAGS:-}'"
-  set -o pipefail
+  stamp "train step, $dtype, batch $BATCH"
   timeout "$STAGE_LIMIT" python3 -m actclr_jax.train.benchmark --batch_size="$BATCH" \
     --steps="${STEPS:-30}" --compute_dtype="$dtype" --accelerator=h200_sxm --profile \
     --trace_dir="/tmp/trace_$dtype" "$@" 2>&1 | quiet | grep -v -E "^ +@ |^  File " \
     | tee -a "$OUT/bench.txt"
-  local rc=$?; set +o pipefail; return $rc
 }
 bench float32 --inference_batch_sizes=1024
-rc=$?
-if [ $rc -ne 0 ] && [ $rc -ne 124 ]; then  # 124: the stage's time limit, not the compiler
-  export XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_triton_gemm=false"
-  bench float32 --inference_batch_sizes=1024
-fi
 bench bfloat16
 for dtype_variant in float32/moco float32/actclr bfloat16/moco bfloat16/actclr; do
   trace=$(find "/tmp/trace_${dtype_variant%/*}/${dtype_variant#*/}" -name '*.trace.json.gz' 2>/dev/null | head -1)
