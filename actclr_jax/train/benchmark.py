@@ -16,7 +16,10 @@ For both step variants (plain MoCo v2 and ActCLR) on random inputs of the paper'
     step rate no implementation of this HLO can beat there (XLA's byte count comes from this
     backend's fusion decisions, so it is an estimate);
   * with --profile, where the time goes: one profiled step, its XLA ops grouped by class
-    (temporal conv, graph conv, BatchNorm, RNG, augmentations, losses, optimizer, ...).
+    (temporal conv, graph conv, BatchNorm, RNG, augmentations, losses, optimizer, ...);
+  * with --gemm_ceiling, this machine's rate on one large float32 GEMM of the last block's
+    im2col shape, and the step rate a step of the measured FLOPs would reach if all of it ran
+    at that rate: a practical ceiling for the backend, measured in the same session.
 The last line is all of it as JSON.
 """
 
@@ -66,6 +69,8 @@ def _define_flags() -> None:
   flags.DEFINE_string("trace_dir", "", "With --profile, keep each variant's trace here "
                       "(TensorBoard / Perfetto) instead of a temporary folder.")
   flags.DEFINE_list("variants", ["moco", "actclr"], "Step variants to run.")
+  flags.DEFINE_bool("gemm_ceiling", False, "Also time one large GEMM (the last block's im2col "
+                    "shape at this batch) and print the step rate it would allow.")
   flags.DEFINE_list("inference_batch_sizes", [],
                     "Also time the inference-mode encoder (feature extraction, the monitor) at "
                     "these batch sizes, e.g. 64,128,256 (config key eval_batch_size).")
@@ -218,6 +223,22 @@ def benchmark_variant(steps_fn, config, model, tx, x, batch, variant_name: str) 
   return result
 
 
+def gemm_gflops(rows: int, inner: int, cols: int, repeats: int = 3) -> float:
+  """GFLOP/s of one jitted float32 (rows, inner) @ (inner, cols) product: the best of `repeats`
+  timed calls after a warm-up."""
+  rng = np.random.default_rng(0)
+  a = jnp.asarray(rng.normal(size=(rows, inner)).astype(np.float32))
+  b = jnp.asarray(rng.normal(size=(inner, cols)).astype(np.float32))
+  matmul = jax.jit(jnp.dot)
+  matmul(a, b).block_until_ready()
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    matmul(a, b).block_until_ready()
+    best = min(best, time.perf_counter() - start)
+  return 2.0 * rows * inner * cols / best / 1e9
+
+
 def benchmark_inference(model, state, shape, batch_sizes, repeats: int = 3) -> dict:
   """samples/s of the jitted inference-mode encoder (the pooled feature) on random (B, C, T, V,
   M) inputs for each batch size B: the median of `repeats` timed calls after one warm-up."""
@@ -289,6 +310,20 @@ def main(argv):
       total = sum(r["profile_seconds"].values())
       for cls, sec in r["profile_seconds"].items():
         print(f"        {cls:22s} {sec:7.3f} s  {100 * sec / total:5.1f}%", flush=True)
+  if FLAGS.gemm_ceiling:
+    # The last block's temporal conv as im2col: (N*M*T'*V, 9*C) @ (9*C, C), C = out_channels.
+    channels, frames_out = config.model.out_channels, -(-frames // 4)
+    rows = batch_size * FLAGS.bodies * frames_out * layout.num_joints
+    rate = gemm_gflops(rows, model.temporal_kernel * channels, channels)
+    results["gemm_gflops"] = rate
+    print(f"GEMM ({rows}, {model.temporal_kernel * channels}) @ "
+          f"({model.temporal_kernel * channels}, {channels}): {rate:.1f} GFLOP/s", flush=True)
+    for name in FLAGS.variants:
+      ceiling = rate / results[name]["gflop_per_sample"]
+      results[name]["gemm_ceiling_samples_per_second"] = ceiling
+      print(f"        {name}: at that rate throughout, at most {ceiling:.1f} samples/s "
+            f"(measured {results[name]['samples_per_second']:.1f}, "
+            f"{100 * results[name]['samples_per_second'] / ceiling:.0f}%)", flush=True)
   if FLAGS.inference_batch_sizes:
     state = state_lib.create_train_state(config, model, tx, x.mean(0), config.seed)
     results["inference_samples_per_second"] = benchmark_inference(
