@@ -15,7 +15,10 @@ KNN (k=20) and the linear protocol (final and best top-1) under three feature pr
   as_trained    the family's protocol: inference-mode features, raw;
   bn_recal      BatchNorm statistics re-estimated on clean training data, raw features.
 It prints a mean +- std table over seeds and writes {workdir}/compare.json. Finished runs and
-evaluations are reused when the command is run again.
+evaluations are reused when the command is run again. With --probe_seeds=N it also trains the
+primary protocol's linear probe with seeds 0..N-1 on each encoder's frozen features and prints
+their final top-1 (mean +- std over probe seeds, averaged over seeds): the probe's own noise,
+which a linear difference between encoders must exceed.
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory of the comparison's runs and compare.json.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds; each gets its own runs.")
 flags.DEFINE_list("methods", ["random", "moco", "actclr"], "Encoders to compare.")
+flags.DEFINE_integer("probe_seeds", 1, "With N > 1, also train the primary protocol's linear "
+                     "probe with seeds 0..N-1 on each encoder's fixed features and report the "
+                     "spread: how much of a linear difference the probe alone makes.")
 config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -116,8 +122,9 @@ def evaluate(config, workdir: str) -> dict:
   return results
 
 
-def run_seed(config, workdir: str, seed: int, methods) -> dict:
-  """Pretrains and evaluates every method for one seed; {method: {protocol: metrics}}."""
+def run_seed(config, workdir: str, seed: int, methods, probe_seeds: int = 1) -> dict:
+  """Pretrains and evaluates every method for one seed; {method: {protocol: metrics}}, plus
+  {method: {"probe_final_top1": [...]}} with probe_seeds > 1."""
   config = _with(config, seed=seed)
   root = os.path.join(workdir, f"seed{seed}")
   start = config.actionlet.start_epoch
@@ -136,9 +143,42 @@ def run_seed(config, workdir: str, seed: int, methods) -> dict:
       branch_from(phase1, run_dir)
       pretrain(_with(config, **{"actionlet.enabled": method == "actclr"}), run_dir)
     out[method] = evaluate(config, run_dir)
+    if probe_seeds > 1:
+      out[method]["probe_final_top1"] = probe_spread(config, run_dir, probe_seeds)
     out[method]["seconds"] = time.time() - t0
     logging.info("seed %d %s: %s", seed, method, out[method][PRIMARY])
   return out
+
+def probe_spread(config, workdir: str, probe_seeds: int) -> list[float]:
+  """Final linear top-1 of the primary protocol's probe for probe seeds 0..probe_seeds-1 on
+  the frozen features of workdir's encoder (cached in compare_probes.json)."""
+  path = os.path.join(workdir, "compare_probes.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      cached = json.load(f)
+    if len(cached) >= probe_seeds:
+      return cached[:probe_seeds]
+  eval_config = _with(config, **{f"eval.features.{k}": v for k, v in PROTOCOLS[PRIMARY].items()})
+  linear_evaluator = evaluators.get("linear")
+  _, inputs, _ = linear_evaluator.probe_inputs(eval_config, workdir)
+  finals = [linear_evaluator.probe(eval_config, inputs, seed, log_every=None)["final_top1"]
+            for seed in range(probe_seeds)]
+  with open(path + ".tmp", "w") as f:
+    json.dump(finals, f)
+  os.replace(path + ".tmp", path)
+  return finals
+
+
+def format_probe_spread(per_seed: dict, methods) -> str:
+  """Per encoder: linear final top-1 mean +- std over probe seeds, averaged over seeds."""
+  lines = [f"\nlinear probe seeds ({PRIMARY}): final top-1, mean +- std over probe seeds, "
+           f"averaged over seeds", f"{'encoder':8s} | {'mean':>6s} | {'std':>5s} | per seed"]
+  for method in methods:
+    runs = [np.array(per_seed[s][method]["probe_final_top1"]) for s in per_seed]
+    per = ", ".join(f"{r.mean():.2f} +- {r.std():.2f}" for r in runs)
+    lines.append(f"{method:8s} | {np.mean([r.mean() for r in runs]):6.2f} | "
+                 f"{np.mean([r.std() for r in runs]):5.2f} | {per}")
+  return "\n".join(lines)
 
 
 def summarize(per_seed: dict, methods) -> dict:
@@ -182,9 +222,13 @@ def main(argv):
     raise app.UsageError(f"--methods: unknown {sorted(unknown)}; choose from {METHODS}")
   os.makedirs(workdir, exist_ok=True)
   start = time.time()
-  per_seed = {seed: run_seed(config, workdir, seed, methods) for seed in seeds}
+  if FLAGS.probe_seeds < 1:
+    raise app.UsageError(f"--probe_seeds={FLAGS.probe_seeds}: must be >= 1")
+  per_seed = {seed: run_seed(config, workdir, seed, methods, FLAGS.probe_seeds) for seed in seeds}
   table = summarize(per_seed, methods)
   text = format_table(table, methods, seeds)
+  if FLAGS.probe_seeds > 1:
+    text += "\n" + format_probe_spread(per_seed, methods)
   record = {"config": json.loads(config.to_json_best_effort()), "seeds": seeds,
             "primary_protocol": PRIMARY, "table": table, "per_seed": per_seed,
             "wall_seconds": time.time() - start}

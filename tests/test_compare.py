@@ -63,3 +63,13 @@ def test_methods_share_phase_one_and_the_table_has_every_cell(tmp_path):
   # A second call reuses the finished runs and evaluations.
   again = compare.run_seed(config, workdir, 0, compare.METHODS)
   assert again["actclr"]["standardized"] == results["actclr"]["standardized"]
+  # The probe's own noise: seed 0 of the spread is the primary protocol's probe (run_seed's
+  # seed is 0), on the same cached features; a second call reads the cache.
+  random_dir = os.path.join(seed_dir, "random")
+  spread = compare.probe_spread(config, random_dir, 3)
+  assert len(spread) == 3
+  assert spread[0] == results["random"][compare.PRIMARY]["linear_final_top1"]
+  assert compare.probe_spread(config, random_dir, 2) == spread[:2]
+  text = compare.format_probe_spread(
+      {0: {m: {"probe_final_top1": [50.0, 60.0]} for m in compare.METHODS}}, compare.METHODS)
+  assert "55.00 +- 5.00" in text and all(m in text for m in compare.METHODS)

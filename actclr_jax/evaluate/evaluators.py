@@ -73,8 +73,9 @@ class Linear(base.Evaluator):
     """The workdir whose encoder is evaluated."""
     return workdir
 
-  def run(self, config, workdir: str) -> dict:
-    start = time.time()
+  def probe_inputs(self, config, workdir: str):
+    """(restored encoder, cached features {train_x, train_y, val_x, val_y} as the probe sees
+    them, seconds spent on the features)."""
     pre = pretrained.restore(self.source(config, workdir), config)
     data = features.load_eval_data(config)
     pre = features.recalibrated(pre, data, config)
@@ -82,14 +83,27 @@ class Linear(base.Evaluator):
     f = features.cached_features(pre, data, config, workdir)
     feature_seconds = time.time() - feature_start
     train_x, val_x = features.standardized(config, f["train_x"], f["val_x"])
+    inputs = {"train_x": train_x, "train_y": f["train_y"], "val_x": val_x, "val_y": f["val_y"]}
+    return pre, inputs, feature_seconds
+
+  @staticmethod
+  def probe(config, inputs: dict, seed: int, **kwargs) -> dict:
+    """`linear.train_linear` on probe_inputs' features with config group eval.linear; `seed`
+    sets the probe's init and shuffling."""
     ev = config.eval.linear
-    batch = min(ev.batch_size, len(train_x))
-    out = linear.train_linear(
-        train_x, f["train_y"], val_x, f["val_y"], num_classes=config.data.num_classes,
-        epochs=ev.epochs, batch_size=batch, lr=schedules.scaled_lr(ev.lr, batch),
-        weight_decay=ev.weight_decay, decay_epochs=tuple(ev.decay_epochs), seed=config.seed,
-        lr_key="config key eval.linear.lr")
-    self.save_logits(workdir, out["val_logits"], f["val_y"])
+    batch = min(ev.batch_size, len(inputs["train_x"]))
+    return linear.train_linear(
+        inputs["train_x"], inputs["train_y"], inputs["val_x"], inputs["val_y"],
+        num_classes=config.data.num_classes, epochs=ev.epochs, batch_size=batch,
+        lr=schedules.scaled_lr(ev.lr, batch), weight_decay=ev.weight_decay,
+        decay_epochs=tuple(ev.decay_epochs), seed=seed, lr_key="config key eval.linear.lr",
+        **kwargs)
+
+  def run(self, config, workdir: str) -> dict:
+    start = time.time()
+    pre, inputs, feature_seconds = self.probe_inputs(config, workdir)
+    out = self.probe(config, inputs, config.seed)
+    self.save_logits(workdir, out["val_logits"], inputs["val_y"])
     result = {"final_top1": out["final_top1"], "final_top5": out["final_top5"],
               "best_top1_over_epochs": out["best_top1"], "best_epoch": out["best_epoch"],
               "top5_at_best_epoch": out["top5_at_best"], "feature_seconds": feature_seconds,
