@@ -68,19 +68,25 @@ def _with(config: ml_collections.ConfigDict, **fields) -> ml_collections.ConfigD
 
 
 def _finished(workdir: str, epochs: int) -> bool:
+  """Whether workdir holds a run that trained to `epochs` (a SIGTERM-stopped run has not)."""
   path = os.path.join(workdir, "pretrain_summary.json")
   if not os.path.exists(path):
     return False
   with open(path) as f:
-    return json.load(f).get("epochs") == epochs
+    summary = json.load(f)
+  return summary.get("epochs") == epochs and not summary.get("preempted", False)
 
 
 def pretrain(config, workdir: str) -> None:
-  """Runs (or resumes) the pretraining in workdir unless it already finished."""
+  """Runs (or resumes) the pretraining in workdir unless it already finished. Raises if it
+  stops early (SIGTERM), so that no later stage branches from or evaluates a partial run."""
   if _finished(workdir, config.num_epochs):
     logging.info("reusing the finished run in %s", workdir)
     return
-  trainer.train_and_evaluate(config, workdir)
+  summary = trainer.train_and_evaluate(config, workdir)
+  if summary.get("preempted"):
+    raise RuntimeError(f"{workdir}: pretraining stopped by SIGTERM at step {summary['step']} "
+                       f"(saved); run the same command again to resume the comparison")
 
 
 def branch_from(phase1: str, workdir: str) -> None:

@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import orbax.checkpoint as ocp
+import pytest
 
 from actclr_jax import compare
 from tests.conftest import eval_config
@@ -73,3 +74,20 @@ def test_methods_share_phase_one_and_the_table_has_every_cell(tmp_path):
   text = compare.format_probe_spread(
       {0: {m: {"probe_final_top1": [50.0, 60.0]} for m in compare.METHODS}}, compare.METHODS)
   assert "55.00 +- 5.00" in text and all(m in text for m in compare.METHODS)
+
+
+def test_a_sigterm_stopped_run_is_neither_reused_nor_continued(tmp_path, monkeypatch):
+  workdir = str(tmp_path / "run")
+  os.makedirs(workdir)
+  stopped = {"step": 61, "epochs": 100, "preempted": True}
+  with open(os.path.join(workdir, "pretrain_summary.json"), "w") as f:
+    json.dump(stopped, f)
+  assert not compare._finished(workdir, 100)
+  config = type("Config", (), {"num_epochs": 100})()
+  monkeypatch.setattr(compare.trainer, "train_and_evaluate", lambda c, w: dict(stopped))
+  with pytest.raises(RuntimeError, match="SIGTERM at step 61"):
+    compare.pretrain(config, workdir)
+  with open(os.path.join(workdir, "pretrain_summary.json"), "w") as f:
+    json.dump({**stopped, "step": 800, "preempted": False}, f)
+  assert compare._finished(workdir, 100) and not compare._finished(workdir, 140)
+  compare.pretrain(config, workdir)  # finished: reused, trainer not called
