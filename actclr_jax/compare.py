@@ -155,6 +155,7 @@ def run_seed(config, workdir: str, seed: int, methods, probe_seeds: int = 1) -> 
     logging.info("seed %d %s: %s", seed, method, out[method][PRIMARY])
   return out
 
+
 def probe_spread(config, workdir: str, probe_seeds: int) -> list[float]:
   """Final linear top-1 of the primary protocol's probe for probe seeds 0..probe_seeds-1 on
   the frozen features of workdir's encoder (cached in compare_probes.json)."""

@@ -133,6 +133,8 @@ def shear(x: torch.Tensor, amount: float = 0.5) -> torch.Tensor:
 
 
 def make_step(online: Encoder, offline: Encoder, bank: torch.Tensor, lr: float):
+  """The MoCo v2 step on a batch (N, C, T, V, M): returns step(x) -> loss, which updates
+  `online` (SGD), `offline` (EMA 0.999) and `bank` (K, 128) in place."""
   optimizer = torch.optim.SGD(online.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
   pointer = [0]
 
@@ -141,10 +143,11 @@ def make_step(online: Encoder, offline: Encoder, bank: torch.Tensor, lr: float):
       z_k = F.normalize(offline(shear(x)), dim=1)
     z_q = F.normalize(online(shear(x)), dim=1)
     positive = (z_q * z_k).sum(1, keepdim=True)
-    logits = torch.cat([positive, z_q @ bank.T], 1) / 0.07
+    bank_sim = z_q @ bank.T
+    logits = torch.cat([positive, bank_sim], 1) / 0.07
     infonce = F.cross_entropy(logits, torch.zeros(x.shape[0], dtype=torch.long))
     p_k = F.softmax(z_k @ bank.T / 0.04, dim=1)
-    mining = -(p_k * F.log_softmax(z_q @ bank.T / 0.1, dim=1)).sum(1).mean()
+    mining = -(p_k * F.log_softmax(bank_sim / 0.1, dim=1)).sum(1).mean()
     loss = infonce + mining
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
