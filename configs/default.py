@@ -69,7 +69,10 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.loss = ml_collections.ConfigDict()
   config.loss.infonce_weight = 1.0
-  config.loss.mining_weight = 1.0
+  # Similarity mining (Eq. 9) is computed and logged but off by default: on MSR, over 3 seeds,
+  # InfoNCE alone gave ActCLR +12.5 KNN and +9.4 linear over InfoNCE + mining (README, "The two
+  # losses"). `--config.loss.mining_weight=1.0` restores the paper's loss.
+  config.loss.mining_weight = 0.0
   config.loss.tau_q = 0.1
   config.loss.tau_k = 0.04
 
