@@ -14,9 +14,9 @@ def get_config(argument=None):
   # 100 epochs of MoCo v2 (x0.1 at 90), then 80 with the actionlet on a fresh schedule (x0.1 at
   # 70 of them): about 35 min on 2 CPU cores (alone: 80 MoCo v2 epochs 1,019 s at stop 20,
   # 80 ActCLR epochs 792 s at stop 19). Against the 140-epoch splits (50 + 90, 100 + 40),
-  # 3 seeds: ActCLR and MoCo v2 both higher on every 3-seed mean; ActCLR linear +0.9 over
-  # 50 + 90 with a seed std of 0.3 instead of 5.4, KNN +4.4 (README, "How long, and where
-  # phase 2 starts").
+  # 3 seeds: higher 3-seed means on every measure for both methods, except MoCo v2's linear
+  # final (0.85 below 100 + 40's); ActCLR linear +0.9 over 50 + 90 with a seed std of 0.3
+  # instead of 5.4, KNN +4.4 (README, "How long, and where phase 2 starts").
   config.num_epochs = 180
   config.actionlet.start_epoch = 100
   config.lr_decay_epochs = (90,)
