@@ -46,9 +46,19 @@ DATA_PARALLEL_SCRIPT = textwrap.dedent("""
       a, b = a.replace(opt_state=()), b.replace(opt_state=())
       diffs = jax.tree.leaves(jax.tree.map(lambda u, v: float(np.max(np.abs(u - v)))
                                            if u.size else 0.0, a, b))
-      scale = jax.tree.leaves(jax.tree.map(lambda u: float(np.max(np.abs(u))) if u.size else 0.0, a))
+      # Each leaf is measured against its layer's scale (the largest magnitude among the
+      # leaves of its module, e.g. a BatchNorm's scale and bias together), not its own: the
+      # biases start at 0, and after two steps a bias of 2e-3 differs by 1.5e-4 between the
+      # meshes on an AVX-512 CPU (2.3e-5 on an AVX2 one) only because its gradient is a
+      # near-cancelling sum. Top-level leaves (the bank) are their own group.
+      paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(a)[0]]
+      leaves = jax.tree.leaves(a)
+      group_of = [jax.tree_util.keystr(p[:-1] if len(p) > 1 else p) for p in paths]
+      group_scale = {{}}
+      for g, u in zip(group_of, leaves):
+        group_scale[g] = max(group_scale.get(g, 0.0), float(np.max(np.abs(u))) if u.size else 0.0)
       result[str(use_actionlet)] = {{"max_diff": max(diffs), "excess": max(
-          d - 1e-3 * s for d, s in zip(diffs, scale)), "loss": [loss_a, loss_b]}}
+          d - 1e-3 * group_scale[g] for d, g in zip(diffs, group_of)), "loss": [loss_a, loss_b]}}
     print("RESULT" + json.dumps(result))
 """)
 
@@ -64,5 +74,6 @@ def test_four_devices_match_one_device():
   for variant, r in result.items():
     np.testing.assert_allclose(r["loss"][0], r["loss"][1], rtol=1e-4, err_msg=variant)
     # Every leaf (parameters, EMA, BatchNorm statistics, bank) agrees within
-    # 1e-4 + 1e-3 * (its largest magnitude); measured here: 2.3e-5 at worst, a BN bias.
+    # 1e-4 + 1e-3 * (its layer's largest magnitude); measured: -1.2e-4 at worst (AVX-512).
     assert r["excess"] < 1e-4, (variant, r)
+    assert r["max_diff"] < 1e-3, (variant, r)
