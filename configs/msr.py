@@ -16,7 +16,8 @@ def get_config(argument=None):
   # 80 ActCLR epochs 792 s at stop 19). Against the 140-epoch splits (50 + 90, 100 + 40),
   # 3 seeds: higher 3-seed means on every measure for both methods, except MoCo v2's linear
   # final (0.85 below 100 + 40's); ActCLR linear +0.9 over 50 + 90 with a seed std of 0.3
-  # instead of 5.4, KNN +4.4 (README, "How long, and where phase 2 starts").
+  # instead of 5.4, KNN +4.4 (README, "How long, and where phase 2 starts"). Measured on an
+  # AVX2 machine; on an AVX-512 one (stop 21) the same schedule gave a seed std of 3.7.
   config.num_epochs = 180
   config.actionlet.start_epoch = 100
   config.lr_decay_epochs = (90,)
