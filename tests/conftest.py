@@ -168,7 +168,7 @@ MASK = jnp.asarray(augment_mask())
 
 # Composites are compiled once per module and shared by the tests below (compiling is the
 # slow part on CPU).
-FULL = dict(actionlet_transforms=augment.ACTIONLET_TRANSFORMS)  # the paper's whole T_act
+FULL = dict(actionlet_transforms=augment.PAPER_ACTIONLET_TRANSFORMS)  # the paper's whole T_act
 ACT = jax.jit(lambda k, x, a: augment.actionlet_transform(k, x, a, LAYOUT, **FULL))
 NON = jax.jit(lambda k, x: augment.non_actionlet_transform(k, x, LAYOUT))
 MATS = jax.jit(lambda k, x, a: augment.mats(k, x, a, LAYOUT, return_views=True, **FULL))

@@ -25,6 +25,7 @@ TRANSFORMS = {
     "axis_mask": jax.jit(augment.axis_mask),
     "crop": jax.jit(augment.crop),
     "temporal_flip": jax.jit(augment.temporal_flip),
+    "temporal_resize": jax.jit(augment.temporal_resize),
     "gaussian_noise": jax.jit(augment.gaussian_noise),
     "gaussian_blur": jax.jit(augment.gaussian_blur),
     "skeleton_adain": jax.jit(functools.partial(augment.skeleton_adain, partner=PARTNER)),
@@ -74,7 +75,8 @@ def test_p_zero_and_zero_amount_are_identity():
   eq(augment.skeleton_adain(KEY, x, PARTNER, p=0.0), x)
   for out in (augment.spatial_flip(KEY, x, PERM, p=0.0, mask=m),
               augment.temporal_flip(KEY, x, m, p=0.0),
-              augment.crop(KEY, x, m, pad_ratio=0.0)):
+              augment.crop(KEY, x, m, pad_ratio=0.0),
+              augment.temporal_resize(KEY, x, m, ratio_range=(1.0, 1.0))):
     eq(out[0], x)
     eq(out[1], m)
   # The traced (non-early-return) paths are identities too when no coin comes up.
@@ -155,6 +157,29 @@ def test_crop_warps_x_and_mask_identically():
       offsets.add(seq)
       assert np.all(xc[i] == xc[i, :1, :, :1, :1])  # same warp for every channel/joint/body
   assert len(offsets) > 1
+
+
+def test_temporal_resize_changes_speed_within_range_and_warps_mask_alike():
+  # x = frame index: a resampled sequence is a straight line whose slope is the window's
+  # share r of T (speed x 1/r), r within the range, starting and ending inside the input.
+  frames = np.arange(T, dtype=np.float32)
+  x = np.broadcast_to(frames[None, None, :, None, None], (N, C, T, V, M)).copy()
+  m = np.broadcast_to(frames[None, :, None, None], (N, T, V, M)) * 10
+  slopes = []
+  for key in jax.random.split(KEY, 5):
+    xr, mr = jax.jit(augment.temporal_resize, static_argnames="ratio_range")(
+        key, jnp.asarray(x), jnp.asarray(m), ratio_range=(0.5, 0.8))
+    xr, mr = np.asarray(xr), np.asarray(mr)
+    np.testing.assert_allclose(mr, xr[:, 0] * 10, rtol=1e-6, atol=1e-4)
+    for i in range(N):
+      seq = xr[i, 0, :, 0, 0]
+      slope = np.diff(seq)
+      np.testing.assert_allclose(slope, slope[0], atol=1e-4)
+      assert 0.5 - 1e-5 <= slope[0] <= 0.8 + 1e-5
+      assert seq[0] >= 0 and seq[-1] <= T - 1 + 1e-4
+      assert np.all(xr[i] == xr[i, :1, :, :1, :1])  # same warp for every channel/joint/body
+      slopes.append(slope[0])
+  assert np.ptp(slopes) > 0.05  # per-sample speeds
 
 
 def test_gaussian_blur_smooths_and_keeps_constants():

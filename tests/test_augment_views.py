@@ -21,7 +21,8 @@ def test_composites_with_everything_off_are_identity():
   m = jnp.asarray(_mask())
   off = dict(shear_amount=0.0, flip_p=0.0, rotate_max_degrees=0.0, rotate_minor_degrees=0.0,
              axis_mask_p=0.0, crop_pad_ratio=0.0, temporal_flip_p=0.0, noise_p=0.0, blur_p=0.0,
-             adain_p=0.0, strong_noise_p=0.0, mix_p=0.0, **FULL)
+             adain_p=0.0, strong_noise_p=0.0, mix_p=0.0, temporal_resize_range=(1.0, 1.0),
+             **FULL)
   x_act, m_act = augment.actionlet_transform(KEY, x, m, LAYOUT, **off)
   np.testing.assert_array_equal(x_act, x)
   np.testing.assert_array_equal(m_act, m)
@@ -94,6 +95,9 @@ def test_config_validation():
     ("mix_p", -0.1),
     ("shear_amount", -0.5),
     ("crop_pad_ratio", -0.1),
+    ("temporal_resize_range", (0.0, 1.0)),
+    ("temporal_resize_range", (0.5, 1.2)),
+    ("temporal_resize_range", (0.9, 0.5)),
     ("blur_kernel_size", 4),
     ("blur_sigma_range", (0.0, 2.0)),
     ("cutmix_frames", (20, 12)),

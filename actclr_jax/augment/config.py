@@ -14,9 +14,12 @@ import ml_collections
 
 # The transforms of T_act (Sec. 3.2) in the order every view applies them. A view is a subset of
 # these names; each transform draws from its own fold of the view's key, so that switching one
-# transform on or off leaves the randomness of the others unchanged.
-ACTIONLET_TRANSFORMS = ("shear", "spatial_flip", "rotate", "axis_mask", "crop", "temporal_flip",
-                        "gaussian_noise", "gaussian_blur", "skeleton_adain")
+# transform on or off leaves the randomness of the others unchanged. The paper's T_act is
+# PAPER_ACTIONLET_TRANSFORMS; temporal_resize (a speed change, not in the paper) is ours, last
+# so that the others keep their folds.
+PAPER_ACTIONLET_TRANSFORMS = ("shear", "spatial_flip", "rotate", "axis_mask", "crop",
+                              "temporal_flip", "gaussian_noise", "gaussian_blur", "skeleton_adain")
+ACTIONLET_TRANSFORMS = PAPER_ACTIONLET_TRANSFORMS + ("temporal_resize",)
 # The key view may only hold transforms that keep every frame and joint where it was: the
 # actionlet computed from the key view is applied to the query's input.
 KEY_VIEW_TRANSFORMS = ("shear", "rotate", "axis_mask")
@@ -34,6 +37,8 @@ def default_config() -> ml_collections.ConfigDict:
       # T_act, temporal.
       crop_pad_ratio=1.0 / 6.0,
       temporal_flip_p=0.5,
+      # temporal_resize: the window's share of T, (low, high) within (0, 1].
+      temporal_resize_range=(0.5, 1.0),
       # T_act, spatio-temporal.
       noise_std=0.01,
       noise_p=0.5,
@@ -54,7 +59,7 @@ def default_config() -> ml_collections.ConfigDict:
       # Views: subsets of ACTIONLET_TRANSFORMS.
       # The query before the actionlet phase. Shear + crop (SkeletonCLR's views), measured:
       # with the whole T_act set as the phase-1 query, MoCo v2 on MSR fell below the random
-      # encoder (README, "Choosing the views").
+      # encoder (README, "Choosing the views"); + temporal_resize: README, "A speed change".
       query_transforms=("shear", "crop"),
       # T_act inside MATS. The paper lists the whole ACTIONLET_TRANSFORMS set, its baseline's
       # view; we follow the phase-1 query's measured view (not measured in phase 2; README).
@@ -109,7 +114,7 @@ _NON_NEGATIVE = ("shear_amount", "rotate_max_degrees", "rotate_minor_degrees", "
                  "noise_std", "strong_noise_std")
 # (field, smallest allowed low end): inclusive (low, high) ranges.
 _RANGES = (("blur_sigma_range", 0.0), ("cutmix_num_parts", 1), ("cutmix_frames", 1),
-           ("resizemix_scale", 0.0))
+           ("resizemix_scale", 0.0), ("temporal_resize_range", 0.0))
 
 
 def _is_number(v: Any) -> bool:
@@ -145,6 +150,9 @@ def validate_config(cfg: ml_collections.ConfigDict) -> None:
       fail(field, "a (low, high) pair")
     if all(_is_number(v) for v in r) and not low <= r[0] <= r[1]:
       fail(field, f"{low} <= low <= high")
+  if all(_is_number(v) for v in cfg.temporal_resize_range) and not (
+      0 < cfg.temporal_resize_range[0] and cfg.temporal_resize_range[1] <= 1):
+    fail("temporal_resize_range", "0 < low <= high <= 1")
   if _is_number(cfg.blur_sigma_range[0]) and cfg.blur_sigma_range[0] <= 0:
     fail("blur_sigma_range", "sigmas > 0")
   k = cfg.blur_kernel_size

@@ -1,6 +1,6 @@
 """The individual T_act transforms (Sec. 3.2), each vectorised over the batch.
 
-Spatial: shear, spatial_flip, rotate, axis_mask. Temporal: crop, temporal_flip.
+Spatial: shear, spatial_flip, rotate, axis_mask. Temporal: crop, temporal_flip, temporal_resize.
 Spatio-temporal: gaussian_noise, gaussian_blur, skeleton_adain (Eq. 6). Each takes a PRNG key
 and x (N, C, T, V, M); the warps that move joints or frames also carry an optional (N, T, V, M)
 mask. A probability or amount that is a static zero returns the input unchanged.
@@ -147,6 +147,47 @@ def temporal_flip(key: Array, x: Array, mask: Array | None = None, p: float = 0.
   x = jnp.where(_per_sample(flag, 5), x[:, :, ::-1], x)
   if mask is not None:
     mask = jnp.where(_per_sample(flag, 4), mask[:, ::-1], mask)
+  return _with_mask(x, mask)
+
+
+def temporal_resize(key: Array, x: Array, mask: Array | None = None,
+                    ratio_range: tuple[float, float] = (0.5, 1.0)):
+  """A per-sample window of L = r * T frames, r ~ U(ratio_range), at a uniform offset,
+  stretched back to T frames by linear interpolation: the action plays 1 / r times slower.
+
+  The paper's crop only shifts time, so a view keeps the sequence's speed; this one changes it.
+
+  Args:
+    key: PRNG key.
+    x: (N, C, T, V, M).
+    mask: optional (N, T, V, M), resampled exactly like x.
+    ratio_range: (low, high), 0 < low <= high <= 1.
+
+  Returns:
+    x', or (x', mask') when mask is given.
+  """
+  n, t = x.shape[0], x.shape[2]
+  low, high = ratio_range
+  if t < 2 or (low == 1.0 and high == 1.0):
+    return _with_mask(x, mask)
+  k_ratio, k_offset = jax.random.split(key)
+  span = _uniform(k_ratio, (n,), jnp.float32, low, high) * (t - 1)  # in frame intervals
+  start = _uniform(k_offset, (n,), jnp.float32, 0.0, 1.0) * (t - 1 - span)
+  pos = start[:, None] + span[:, None] * jnp.linspace(0.0, 1.0, t)[None]  # (N, T)
+  lo = jnp.clip(jnp.floor(pos).astype(jnp.int32), 0, t - 1)
+  hi = jnp.minimum(lo + 1, t - 1)
+  frac = pos - lo
+
+  def resample(a, time_axis):
+    shape = [1] * a.ndim
+    shape[0], shape[time_axis] = n, t
+    take = lambda idx: jnp.take_along_axis(a, idx.reshape(shape), axis=time_axis)
+    w = frac.reshape(shape).astype(a.dtype)
+    return take(lo) * (1 - w) + take(hi) * w
+
+  x = resample(x, 2)
+  if mask is not None:
+    mask = resample(mask, 1)
   return _with_mask(x, mask)
 
 

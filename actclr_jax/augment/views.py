@@ -19,7 +19,7 @@ from actclr_jax.augment.helpers import (_is_static_zero, _per_sample, _presence,
 from actclr_jax.augment.mixing import skeleton_mix
 from actclr_jax.augment.transforms import (axis_mask, crop, gaussian_blur, gaussian_noise,
                                            rotate, shear, skeleton_adain, spatial_flip,
-                                           temporal_flip)
+                                           temporal_flip, temporal_resize)
 
 Array = jax.Array
 
@@ -30,7 +30,7 @@ def apply_transforms(key: Array, x: Array, mask: Array | None, names: Sequence[s
 
   Transform i of ACTIONLET_TRANSFORMS draws from jax.random.fold_in(key, i). The optional
   (N, T, V, M) mask follows every transform that moves joints or frames (spatial flip, crop,
-  temporal flip).
+  temporal flip, temporal resize).
 
   Returns:
     (x', mask'), mask' None when mask is None.
@@ -63,6 +63,9 @@ def apply_transforms(key: Array, x: Array, mask: Array | None, names: Sequence[s
     k_partner, k_adain = jax.random.split(k["skeleton_adain"])
     x = skeleton_adain(k_adain, x, random_partner(k_partner, x.shape[0]), cfg.adain_p,
                        cfg.adain_eps, cfg.adain_max_ratio)
+  if "temporal_resize" in on:
+    x, mask = with_mask(temporal_resize(k["temporal_resize"], x, mask,
+                                        tuple(cfg.temporal_resize_range)))
   return x * presence, mask
 
 
@@ -90,7 +93,7 @@ def key_view(key: Array, x: Array, layout, config: Mapping[str, Any] | None = No
 def actionlet_transform(key: Array, x: Array, mask: Array | None, layout,
                         config: Mapping[str, Any] | None = None, **overrides: Any):
   """T_act: the transforms named in config.actionlet_transforms (default shear and crop; the
-  paper's set is all of ACTIONLET_TRANSFORMS: shear, spatial flip, rotate, axis mask; crop,
+  paper's set is PAPER_ACTIONLET_TRANSFORMS: shear, spatial flip, rotate, axis mask; crop,
   temporal flip; Gaussian noise, Gaussian blur; Skeleton AdaIN with a random partner).
 
   Args:
