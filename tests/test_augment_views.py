@@ -91,6 +91,7 @@ def test_config_validation():
     ("query_transforms", ("shear", "warp")),
     ("actionlet_transforms", ("no_such",)),
     ("key_transforms", ("crop",)),  # moves frames: not allowed in the key view
+    ("phase1_key_transforms", ("no_such",)),
     ("flip_p", 1.5),
     ("mix_p", -0.1),
     ("shear_amount", -0.5),
@@ -135,6 +136,18 @@ def test_views_apply_only_the_named_transforms():
   a = augment.query_view(KEY, x, LAYOUT, query_transforms=("crop", "shear"))
   b = augment.query_view(KEY, x, LAYOUT, query_transforms=("shear", "crop"))
   np.testing.assert_array_equal(a, b)
+
+
+def test_phase1_key_view_defaults_to_the_key_view_and_may_move_frames():
+  x = jnp.asarray(_batch())
+  np.testing.assert_array_equal(augment.phase1_key_view(KEY, x, LAYOUT),
+                                augment.key_view(KEY, x, LAYOUT))
+  cropped = augment.phase1_key_view(KEY, x, LAYOUT, phase1_key_transforms=("shear", "crop"))
+  # The crop moves frames; with a zero pad ratio it is the identity, so only the shear is left.
+  assert not np.allclose(cropped, augment.key_view(KEY, x, LAYOUT))
+  np.testing.assert_array_equal(
+      augment.phase1_key_view(KEY, x, LAYOUT, phase1_key_transforms=("shear", "crop"),
+                              crop_pad_ratio=0.0), augment.key_view(KEY, x, LAYOUT))
 
 
 def test_sample_flip_flips_whole_samples():

@@ -58,6 +58,26 @@ def test_step_updates_offline_network_by_the_ema_formula(use_actionlet):
   assert float(metrics["own_keys_in_bank"]) == 1.0  # each query's previous key, left out
 
 
+@pytest.mark.parametrize("use_actionlet", [False, True])
+def test_phase1_key_transforms_change_the_keys_of_moco_steps_only(use_actionlet):
+  """augment.phase1_key_transforms is the key view of the MoCo v2 step; the ActCLR step keeps
+  augment.key_transforms (its actionlet must line up with the query's input)."""
+  config, step = _compiled_step(use_actionlet)
+  _, _, _, _, state, x = init_state(config)
+  cropped = tiny_config("/unused")
+  cropped.model.dropout = 0.0
+  cropped.augment.phase1_key_transforms = ("shear", "crop")
+  layout, model, tx, ema_tx, _, _ = init_state(cropped)
+  cropped_step = jax.jit(step_lib.make_train_step(cropped, model, tx, ema_tx, layout,
+                                                  use_actionlet))
+  keys = np.asarray(step(state, make_batch(x))[0].bank[:8])
+  cropped_keys = np.asarray(cropped_step(state, make_batch(x))[0].bank[:8])
+  if use_actionlet:
+    np.testing.assert_array_equal(cropped_keys, keys)
+  else:
+    assert not np.allclose(cropped_keys, keys, atol=1e-4)
+
+
 def test_phase_two_restarts_the_learning_rate_schedule(tmp_path):
   config = tiny_config(tmp_path)
   config.learning_rate, config.batch_size = 0.1, 128

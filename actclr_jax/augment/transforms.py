@@ -151,7 +151,7 @@ def temporal_flip(key: Array, x: Array, mask: Array | None = None, p: float = 0.
 
 
 def temporal_resize(key: Array, x: Array, mask: Array | None = None,
-                    ratio_range: tuple[float, float] = (0.5, 1.0)):
+                    ratio_range: tuple[float, float] = (0.8, 1.0)):
   """A per-sample window of L = r * T frames, r ~ U(ratio_range), at a uniform offset,
   stretched back to T frames by linear interpolation: the action plays 1 / r times slower.
 

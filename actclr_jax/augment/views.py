@@ -90,6 +90,17 @@ def key_view(key: Array, x: Array, layout, config: Mapping[str, Any] | None = No
   return apply_transforms(key, x, None, cfg.key_transforms, layout, cfg)[0]
 
 
+def phase1_key_view(key: Array, x: Array, layout, config: Mapping[str, Any] | None = None,
+                    **overrides: Any) -> Array:
+  """The offline (key) view before the actionlet phase: the transforms named in
+  config.phase1_key_transforms (default shear, then equal to key_view's default output for
+  the same key). No actionlet is taken from it, so frames and joints may move.
+  x: (N, 3, T, V, M).
+  """
+  cfg = resolve_config(config, **overrides)
+  return apply_transforms(key, x, None, cfg.phase1_key_transforms, layout, cfg)[0]
+
+
 def actionlet_transform(key: Array, x: Array, mask: Array | None, layout,
                         config: Mapping[str, Any] | None = None, **overrides: Any):
   """T_act: the transforms named in config.actionlet_transforms (default shear and crop; the
