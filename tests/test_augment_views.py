@@ -140,14 +140,14 @@ def test_views_apply_only_the_named_transforms():
 
 def test_phase1_key_view_defaults_to_the_key_view_and_may_move_frames():
   x = jnp.asarray(_batch())
-  np.testing.assert_array_equal(augment.phase1_key_view(KEY, x, LAYOUT),
+  np.testing.assert_array_equal(augment.key_view(KEY, x, LAYOUT, phase1=True),
                                 augment.key_view(KEY, x, LAYOUT))
-  cropped = augment.phase1_key_view(KEY, x, LAYOUT, phase1_key_transforms=("shear", "crop"))
+  cropped = augment.key_view(KEY, x, LAYOUT, phase1=True, phase1_key_transforms=("shear", "crop"))
   # The crop moves frames; with a zero pad ratio it is the identity, so only the shear is left.
   assert not np.allclose(cropped, augment.key_view(KEY, x, LAYOUT))
   np.testing.assert_array_equal(
-      augment.phase1_key_view(KEY, x, LAYOUT, phase1_key_transforms=("shear", "crop"),
-                              crop_pad_ratio=0.0), augment.key_view(KEY, x, LAYOUT))
+      augment.key_view(KEY, x, LAYOUT, phase1=True, phase1_key_transforms=("shear", "crop"),
+                       crop_pad_ratio=0.0), augment.key_view(KEY, x, LAYOUT))
 
 
 def test_sample_flip_flips_whole_samples():

@@ -78,27 +78,19 @@ def sample_flip(key: Array, x: Array, layout, config: Mapping[str, Any] | None =
 
 
 def key_view(key: Array, x: Array, layout, config: Mapping[str, Any] | None = None,
-             **overrides: Any) -> Array:
-  """The offline (key) view: the transforms named in config.key_transforms (default shear).
+             phase1: bool = False, **overrides: Any) -> Array:
+  """The offline (key) view: the transforms named in config.key_transforms (default shear), or
+  with phase1=True, before the actionlet phase, in config.phase1_key_transforms.
 
-  Only KEY_VIEW_TRANSFORMS are allowed (resolve_config checks): they leave every frame and joint
-  in place, so that the actionlet computed from the key view lines up with the input that MATS
-  transforms.
+  key_transforms allows only KEY_VIEW_TRANSFORMS (resolve_config checks): they leave every frame
+  and joint in place, so that the actionlet computed from the key view lines up with the input
+  that MATS transforms. No actionlet is taken from the phase-1 key view, so any name is allowed
+  there; both default to shear, and then give the same output for the same key.
   x: (N, 3, T, V, M).
   """
   cfg = resolve_config(config, **overrides)
-  return apply_transforms(key, x, None, cfg.key_transforms, layout, cfg)[0]
-
-
-def phase1_key_view(key: Array, x: Array, layout, config: Mapping[str, Any] | None = None,
-                    **overrides: Any) -> Array:
-  """The offline (key) view before the actionlet phase: the transforms named in
-  config.phase1_key_transforms (default shear, then equal to key_view's default output for
-  the same key). No actionlet is taken from it, so frames and joints may move.
-  x: (N, 3, T, V, M).
-  """
-  cfg = resolve_config(config, **overrides)
-  return apply_transforms(key, x, None, cfg.phase1_key_transforms, layout, cfg)[0]
+  names = cfg.phase1_key_transforms if phase1 else cfg.key_transforms
+  return apply_transforms(key, x, None, names, layout, cfg)[0]
 
 
 def actionlet_transform(key: Array, x: Array, mask: Array | None, layout,

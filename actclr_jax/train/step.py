@@ -74,10 +74,7 @@ def train_step(state: TrainState, batch: dict, *, config: ml_collections.ConfigD
   frames = x.shape[2]
   aug = config.augment
   x = augment.sample_flip(flip_rng, x, layout, aug)
-  if use_actionlet:
-    x_k = augment.key_view(key_rng, x, layout, aug)
-  else:
-    x_k = augment.phase1_key_view(key_rng, x, layout, aug)
+  x_k = augment.key_view(key_rng, x, layout, aug, phase1=not use_actionlet)
 
   offline = {"params": state.ema_params, "batch_stats": state.ema_batch_stats}
   metrics = {}
