@@ -106,6 +106,28 @@ def actionlet(dense: jax.Array, gradient: jax.Array, smoothing: jax.Array, *, th
   return mask_dense, jnp.transpose(mask_input, (0, 2, 3, 1))
 
 
+def relocate(key: jax.Array, mask_dense: jax.Array,
+             mask_input: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Moves each sample's actionlet to a random place, for the ablation actionlet.placement=random.
+
+  One random permutation of the joints and one random circular shift of the frames per sample,
+  the same for every body and for both masks (mask_dense (N, M, T', V), mask_input
+  (N, T, V, M); the input's shift is the dense shift scaled to T frames, rounded). The area, the
+  temporal extent and the empty masks of absent bodies are kept; where the motion is, is lost.
+  """
+  n, _, dense_frames, joints = mask_dense.shape
+  frames = mask_input.shape[1]
+  perm_key, shift_key = jax.random.split(key)
+  perms = jax.vmap(lambda k: jax.random.permutation(k, joints))(jax.random.split(perm_key, n))
+  shifts = jax.random.randint(shift_key, (n,), 0, dense_frames)
+  dense = jnp.take_along_axis(mask_dense, perms[:, None, None, :], axis=3)
+  dense = jax.vmap(lambda m, s: jnp.roll(m, s, axis=1))(dense, shifts)
+  input_shifts = jnp.round(shifts * frames / dense_frames).astype(jnp.int32)
+  moved = jnp.take_along_axis(mask_input, perms[:, None, :, None], axis=2)
+  moved = jax.vmap(lambda m, s: jnp.roll(m, s, axis=0))(moved, input_shifts)
+  return dense, moved
+
+
 def iou(pred: jax.Array, truth: jax.Array, eps: float = 1e-8) -> jax.Array:
   """Per-sample IoU of two boolean masks (N, ...)."""
   pred, truth = pred.astype(bool), truth.astype(bool)

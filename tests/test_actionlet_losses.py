@@ -219,6 +219,29 @@ def test_actionlet_of_idle_and_absent_bodies_is_empty():
   assert np.asarray(mask_input)[0, ..., 1:].sum() == 0
 
 
+def test_relocate_moves_the_actionlet_and_keeps_its_size():
+  """actionlet.placement=random: each sample's mask moves to other joints and frames, the same
+  way in both resolutions; its area, its number of active frames and joints, and the empty
+  masks of absent bodies stay."""
+  n, dense_frames, frames, joints = 64, 4, 16, 20
+  mask_dense = np.zeros((n, 2, dense_frames, joints), np.float32)
+  mask_dense[:, 0, 1:3, 5:8] = 1.0  # body 0: joints 5-7 in dense frames 1-2; body 1 absent
+  mask_input = np.repeat(mask_dense.transpose(0, 2, 3, 1), frames // dense_frames, axis=1)
+  dense, moved = map(np.asarray, actionlet.relocate(jax.random.key(0), jnp.asarray(mask_dense),
+                                                    jnp.asarray(mask_input)))
+  np.testing.assert_array_equal(dense.sum(axis=(1, 2, 3)), 6)
+  np.testing.assert_array_equal(moved.sum(axis=(1, 2, 3)), 24)
+  assert dense[:, 1].sum() == 0 and moved[..., 1].sum() == 0
+  np.testing.assert_array_equal(dense[:, 0].any(axis=2).sum(axis=1), 2)  # two frames
+  np.testing.assert_array_equal(dense[:, 0].any(axis=1).sum(axis=1), 3)  # three joints
+  # The input-resolution mask is the dense one, frame by frame.
+  np.testing.assert_array_equal(
+      moved, np.repeat(dense.transpose(0, 2, 3, 1), frames // dense_frames, axis=1))
+  # The place changes from sample to sample, and rarely stays where it was.
+  assert len({dense[i, 0].tobytes() for i in range(n)}) > n // 2
+  assert np.mean((dense[:, 0] * mask_dense[:, 0]).sum(axis=(1, 2)) == 6) < 0.1
+
+
 def test_body_presence():
   x = np.zeros((2, 3, 4, 5, 2), np.float32)
   x[0, 1, 2, 3, 0] = 0.5

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from actclr_jax import schedules
+from actclr_jax import config_checks, schedules
 from actclr_jax.data import io
 from actclr_jax.train import step as step_lib
 from actclr_jax.train import trainer
@@ -76,6 +76,26 @@ def test_phase1_key_transforms_change_the_keys_of_moco_steps_only(use_actionlet)
     np.testing.assert_array_equal(cropped_keys, keys)
   else:
     assert not np.allclose(cropped_keys, keys, atol=1e-4)
+
+
+def test_random_placement_changes_the_actclr_step_and_keeps_the_actionlet_area():
+  """actionlet.placement=random (the ablation) moves the mask that SAFP pools: other keys,
+  the same actionlet area; a bad value names its config key."""
+  config, step = _compiled_step(True)
+  _, _, _, _, state, x = init_state(config)
+  moved = tiny_config("/unused")
+  moved.model.dropout = 0.0
+  moved.actionlet.placement = "random"
+  layout, model, tx, ema_tx, _, _ = init_state(moved)
+  moved_step = jax.jit(step_lib.make_train_step(moved, model, tx, ema_tx, layout, True))
+  new, metrics = step(state, make_batch(x))
+  moved_new, moved_metrics = moved_step(state, make_batch(x))
+  assert not np.allclose(np.asarray(moved_new.bank[:8]), np.asarray(new.bank[:8]), atol=1e-4)
+  np.testing.assert_allclose(float(moved_metrics["actionlet_area"]),
+                             float(metrics["actionlet_area"]), atol=0.02)
+  moved.actionlet.placement = "nowhere"
+  with pytest.raises(ValueError, match=r"config key actionlet\.placement='nowhere'"):
+    config_checks.validate_config(moved)
 
 
 def test_phase_two_restarts_the_learning_rate_schedule(tmp_path):

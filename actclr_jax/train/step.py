@@ -91,6 +91,10 @@ def train_step(state: TrainState, batch: dict, *, config: ml_collections.ConfigD
     mask_dense, mask_input = actionlet.offline_actionlet(
         config, model, offline, dense, out_anchor["z"][0], layout, frames,
         augment.body_presence(x_k))
+    if config.actionlet.placement == "random":
+      # Its own stream, so that the default placement keeps the step's random numbers.
+      mask_dense, mask_input = actionlet.relocate(jax.random.fold_in(query_rng, 1), mask_dense,
+                                                  mask_input)
     if config.actionlet.safp:
       z_safp = model.apply(offline, stgcn.weighted_pool(dense, mask_dense), method=model.project)
       mix = config.actionlet.safp_gap_mix
