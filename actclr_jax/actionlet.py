@@ -108,7 +108,7 @@ def actionlet(dense: jax.Array, gradient: jax.Array, smoothing: jax.Array, *, th
 
 def relocate(key: jax.Array, mask_dense: jax.Array,
              mask_input: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Moves each sample's actionlet to a random place, for the ablation actionlet.placement=random.
+  """Moves each sample's actionlet to a random place: the ablation actionlet.placement=random.
 
   One random permutation of the joints and one random circular shift of the frames per sample,
   the same for every body and for both masks (mask_dense (N, M, T', V), mask_input
@@ -125,6 +125,16 @@ def relocate(key: jax.Array, mask_dense: jax.Array,
   input_shifts = jnp.round(shifts * frames / dense_frames).astype(jnp.int32)
   moved = jnp.take_along_axis(mask_input, perms[:, None, :, None], axis=2)
   moved = jax.vmap(lambda m, s: jnp.roll(m, s, axis=0))(moved, input_shifts)
+  return dense, moved
+
+
+def borrow(mask_dense: jax.Array, mask_input: jax.Array,
+           present: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Gives each sample the next sample's actionlet (the batch's last takes the first's), kept to
+  its own bodies, present (N, M): the ablation actionlet.placement=other_sample. Real actionlet
+  shapes, another sample's place. Masks as in `relocate`."""
+  dense = jnp.roll(mask_dense, -1, axis=0) * present[:, :, None, None]
+  moved = jnp.roll(mask_input, -1, axis=0) * present[:, None, None, :]
   return dense, moved
 
 

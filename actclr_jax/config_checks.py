@@ -18,7 +18,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       ("actionlet.anchor", config.actionlet.anchor, ("dataset", "batch")),
       ("actionlet.smoothing", config.actionlet.smoothing, ("adjacency", "parts")),
       ("actionlet.grad_activation", config.actionlet.grad_activation, ("relu", "identity")),
-      ("actionlet.placement", config.actionlet.placement, ("gradient", "random")),
+      ("actionlet.placement", config.actionlet.placement, ("gradient", "random", "other_sample")),
   ]
   for key, value, allowed in checks:
     if value not in allowed:

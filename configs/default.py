@@ -88,8 +88,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.actionlet.mats = True
   config.actionlet.safp = True
   config.actionlet.safp_gap_mix = 0.0  # the authors' code: 0.5 * head(GAP) + 0.5 * head(SAFP)
-  # gradient: the paper's actionlet. random (an ablation): the same mask moved to random joints
-  # and frames of its sample before SAFP and MATS use it (actionlet.relocate).
+  # gradient: the paper's actionlet. Ablations, applied before SAFP and MATS use the mask:
+  # random (the same mask at random joints and frames, actionlet.relocate), other_sample (the
+  # next sample's actionlet in the batch, actionlet.borrow).
   config.actionlet.placement = "gradient"
 
   # Transform parameters (NOTES.md, MATS table). The same values as

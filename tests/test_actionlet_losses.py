@@ -242,6 +242,23 @@ def test_relocate_moves_the_actionlet_and_keeps_its_size():
   assert np.mean((dense[:, 0] * mask_dense[:, 0]).sum(axis=(1, 2)) == 6) < 0.1
 
 
+def test_borrow_gives_each_sample_the_next_ones_actionlet_on_its_own_bodies():
+  """actionlet.placement=other_sample: sample i gets sample i+1's masks (the last the first's),
+  with nothing on bodies sample i does not have."""
+  mask_dense = np.zeros((3, 2, 2, 4), np.float32)
+  for i in range(3):
+    mask_dense[i, :, :, i] = 1.0  # sample i: joint i, both bodies
+  mask_input = np.repeat(mask_dense.transpose(0, 2, 3, 1), 2, axis=1)
+  present = np.array([[1, 1], [1, 0], [1, 1]], np.float32)  # sample 1 has one body
+  dense, moved = map(np.asarray, actionlet.borrow(jnp.asarray(mask_dense), jnp.asarray(mask_input),
+                                                  jnp.asarray(present)))
+  np.testing.assert_array_equal(dense[0], mask_dense[1])
+  np.testing.assert_array_equal(dense[2], mask_dense[0])
+  np.testing.assert_array_equal(dense[1, 0], mask_dense[2, 0])
+  assert dense[1, 1].sum() == 0 and moved[1, ..., 1].sum() == 0
+  np.testing.assert_array_equal(moved, np.repeat(dense.transpose(0, 2, 3, 1), 2, axis=1))
+
+
 def test_body_presence():
   x = np.zeros((2, 3, 4, 5, 2), np.float32)
   x[0, 1, 2, 3, 0] = 0.5

@@ -79,8 +79,8 @@ def test_phase1_key_transforms_change_the_keys_of_moco_steps_only(use_actionlet)
 
 
 def test_random_placement_changes_the_actclr_step_and_keeps_the_actionlet_area():
-  """actionlet.placement=random (the ablation) moves the mask that SAFP pools: other keys,
-  the same actionlet area; a bad value names its config key."""
+  """actionlet.placement=random (an ablation) moves the mask that SAFP pools: other keys, the
+  same actionlet area; so does other_sample; a bad value names its config key."""
   config, step = _compiled_step(True)
   _, _, _, _, state, x = init_state(config)
   moved = tiny_config("/unused")
@@ -93,6 +93,11 @@ def test_random_placement_changes_the_actclr_step_and_keeps_the_actionlet_area()
   assert not np.allclose(np.asarray(moved_new.bank[:8]), np.asarray(new.bank[:8]), atol=1e-4)
   np.testing.assert_allclose(float(moved_metrics["actionlet_area"]),
                              float(metrics["actionlet_area"]), atol=0.02)
+  # The next sample's actionlet: other keys too.
+  moved.actionlet.placement = "other_sample"
+  borrow_step = jax.jit(step_lib.make_train_step(moved, model, tx, ema_tx, layout, True))
+  borrowed = np.asarray(borrow_step(state, make_batch(x))[0].bank[:8])
+  assert not np.allclose(borrowed, np.asarray(new.bank[:8]), atol=1e-4)
   moved.actionlet.placement = "nowhere"
   with pytest.raises(ValueError, match=r"config key actionlet\.placement='nowhere'"):
     config_checks.validate_config(moved)

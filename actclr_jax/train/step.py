@@ -88,13 +88,15 @@ def train_step(state: TrainState, batch: dict, *, config: ml_collections.ConfigD
       shuffle_key=shuffle_rng)
   if use_actionlet:
     dense = out_k["dense"]
+    present = augment.body_presence(x_k)
     mask_dense, mask_input = actionlet.offline_actionlet(
-        config, model, offline, dense, out_anchor["z"][0], layout, frames,
-        augment.body_presence(x_k))
+        config, model, offline, dense, out_anchor["z"][0], layout, frames, present)
     if config.actionlet.placement == "random":
       # Its own stream, so that the default placement keeps the step's random numbers.
       mask_dense, mask_input = actionlet.relocate(jax.random.fold_in(query_rng, 1), mask_dense,
                                                   mask_input)
+    elif config.actionlet.placement == "other_sample":
+      mask_dense, mask_input = actionlet.borrow(mask_dense, mask_input, present)
     if config.actionlet.safp:
       z_safp = model.apply(offline, stgcn.weighted_pool(dense, mask_dense), method=model.project)
       mix = config.actionlet.safp_gap_mix
