@@ -19,12 +19,16 @@ from tests.conftest import init_state, make_batch, restore_params, tiny_config
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled_step(use_actionlet: bool, compute_dtype: str = "float32"):
-  """(config, jitted train step) of tiny_config without dropout, built once per module: the
-  tests below share each compiled step (compiling is most of their time on CPU)."""
+def _compiled_step(use_actionlet: bool, compute_dtype: str = "float32", overrides: tuple = ()):
+  """(config, jitted train step) of tiny_config without dropout, with overrides (("section.field",
+  value), ...), built once per module: the tests below share each compiled step (compiling is
+  most of their time on CPU)."""
   config = tiny_config("/unused")  # the steps take arrays; no data set is read
   config.model.compute_dtype = compute_dtype
   config.model.dropout = 0.0
+  for name, value in overrides:
+    section, field = name.split(".")
+    config[section][field] = value
   layout, model, tx, ema_tx, _, _ = init_state(config)
   return config, jax.jit(step_lib.make_train_step(config, model, tx, ema_tx, layout,
                                                   use_actionlet))
@@ -64,12 +68,8 @@ def test_phase1_key_transforms_change_the_keys_of_moco_steps_only(use_actionlet)
   augment.key_transforms (its actionlet must line up with the query's input)."""
   config, step = _compiled_step(use_actionlet)
   _, _, _, _, state, x = init_state(config)
-  cropped = tiny_config("/unused")
-  cropped.model.dropout = 0.0
-  cropped.augment.phase1_key_transforms = ("shear", "crop")
-  layout, model, tx, ema_tx, _, _ = init_state(cropped)
-  cropped_step = jax.jit(step_lib.make_train_step(cropped, model, tx, ema_tx, layout,
-                                                  use_actionlet))
+  _, cropped_step = _compiled_step(
+      use_actionlet, overrides=(("augment.phase1_key_transforms", ("shear", "crop")),))
   keys = np.asarray(step(state, make_batch(x))[0].bank[:8])
   cropped_keys = np.asarray(cropped_step(state, make_batch(x))[0].bank[:8])
   if use_actionlet:
@@ -83,21 +83,17 @@ def test_random_placement_changes_the_actclr_step_and_keeps_the_actionlet_area()
   same actionlet area; so does other_sample; a bad value names its config key."""
   config, step = _compiled_step(True)
   _, _, _, _, state, x = init_state(config)
-  moved = tiny_config("/unused")
-  moved.model.dropout = 0.0
-  moved.actionlet.placement = "random"
-  layout, model, tx, ema_tx, _, _ = init_state(moved)
-  moved_step = jax.jit(step_lib.make_train_step(moved, model, tx, ema_tx, layout, True))
+  moved, moved_step = _compiled_step(True, overrides=(("actionlet.placement", "random"),))
   new, metrics = step(state, make_batch(x))
   moved_new, moved_metrics = moved_step(state, make_batch(x))
   assert not np.allclose(np.asarray(moved_new.bank[:8]), np.asarray(new.bank[:8]), atol=1e-4)
   np.testing.assert_allclose(float(moved_metrics["actionlet_area"]),
                              float(metrics["actionlet_area"]), atol=0.02)
   # The next sample's actionlet: other keys too.
-  moved.actionlet.placement = "other_sample"
-  borrow_step = jax.jit(step_lib.make_train_step(moved, model, tx, ema_tx, layout, True))
+  _, borrow_step = _compiled_step(True, overrides=(("actionlet.placement", "other_sample"),))
   borrowed = np.asarray(borrow_step(state, make_batch(x))[0].bank[:8])
   assert not np.allclose(borrowed, np.asarray(new.bank[:8]), atol=1e-4)
+  moved = moved.copy_and_resolve_references()
   moved.actionlet.placement = "nowhere"
   with pytest.raises(ValueError, match=r"config key actionlet\.placement='nowhere'"):
     config_checks.validate_config(moved)
