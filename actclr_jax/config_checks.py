@@ -7,6 +7,7 @@ import ml_collections
 
 from actclr_jax import augment, graph
 from actclr_jax.data import streams
+from actclr_jax.models import stgcn
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -19,6 +20,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       ("actionlet.smoothing", config.actionlet.smoothing, ("adjacency", "parts")),
       ("actionlet.grad_activation", config.actionlet.grad_activation, ("relu", "identity")),
       ("actionlet.placement", config.actionlet.placement, ("gradient", "random", "other_sample")),
+      ("model.temporal_conv", config.model.temporal_conv, stgcn.TEMPORAL_CONV_METHODS),
   ]
   for key, value, allowed in checks:
     if value not in allowed:

@@ -55,3 +55,13 @@ def test_importing_the_package_turns_off_triton_gemm_unless_the_user_chose(user_
                        env=env, capture_output=True, text=True, check=True,
                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   assert out.stdout.strip() == expected
+
+
+def test_temporal_conv_layer_shapes_follow_the_encoder():
+  """The shapes --temporal_conv_forms times: each block's convolution input (B, T, V, C), its
+  output channels and stride, repeats once."""
+  from actclr_jax import models
+  shapes = benchmark.temporal_conv_layer_shapes(models.ContrastiveNet(), 50, 25, 4)
+  assert shapes == [((4, 50, 25, 16), 16, 1), ((4, 50, 25, 32), 32, 2), ((4, 25, 25, 32), 32, 1),
+                    ((4, 25, 25, 64), 64, 2), ((4, 13, 25, 64), 64, 1),
+                    ((4, 13, 25, 256), 256, 1)]

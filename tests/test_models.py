@@ -287,6 +287,67 @@ def test_temporal_conv_uses_the_gemm_vjp_on_cpu_only(monkeypatch):
   assert "custom_vjp" not in trace() and "conv_general_dilated" in trace()
 
 
+@pytest.mark.parametrize("frames,kernel_size", [(13, 9), (12, 9), (50, 9), (6, 9), (7, 3), (1, 9)])
+def test_spectral_conv_and_its_gradient_match_lax_conv_in_float64(frames, kernel_size):
+  """The DFT form against lax.conv, odd and even periods L = T + (K - 1) // 2, clips shorter
+  than the filter; in float64 the two agree to rounding (1e-10), so a wrong frequency, sign or
+  period would show."""
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(frames)
+    x = jnp.asarray(rng.normal(size=(3, frames, 4, 5)))
+    kernel = jnp.asarray(rng.normal(size=(kernel_size, 1, 5, 7)))
+    pad = (kernel_size - 1) // 2
+    reference = lambda x, k: jax.lax.conv_general_dilated(
+        x, k, (1, 1), ((pad, pad), (0, 0)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    got, want = models.stgcn.spectral_conv(x, kernel), reference(x, kernel)
+    assert got.dtype == jnp.float64 and got.shape == want.shape == (3, frames, 4, 7)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    weights = jnp.asarray(rng.normal(size=want.shape))
+    loss = lambda f: (lambda x, k: jnp.sum(jnp.sin(f(x, k)) * weights))
+    got = jax.grad(loss(models.stgcn.spectral_conv), argnums=(0, 1))(x, kernel)
+    want = jax.grad(loss(reference), argnums=(0, 1))(x, kernel)
+    for g, w in zip(got, want):
+      np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-10)
+
+
+def test_temporal_conv_method_picks_the_spectral_form_where_it_is_cheaper(monkeypatch):
+  """'auto': spectral on CPU, float32, stride 1, wide layers (the encoder's blocks 9 and 10);
+  direct for strided, narrow, bfloat16 and non-CPU; a bad method names the config key."""
+  def uses_spectral(shape, kernel_shape, stride=1, method="auto", dtype=jnp.float32):
+    x, kernel = jnp.ones(shape, dtype), jnp.ones(kernel_shape, dtype)
+    jaxpr = str(jax.make_jaxpr(
+        lambda x, k: models.stgcn.temporal_conv(x, k, stride, method))(x, kernel))
+    return "conv_general_dilated" not in jaxpr
+
+  assert models.stgcn.spectral_cost_share(13, 9, 256, 256) < 0.4
+  assert models.stgcn.spectral_cost_share(50, 9, 16, 16) > 1
+  assert uses_spectral((2, 13, 25, 256), (9, 1, 256, 256))
+  assert uses_spectral((2, 13, 25, 64), (9, 1, 64, 64))
+  assert not uses_spectral((2, 50, 25, 16), (9, 1, 16, 16))
+  assert not uses_spectral((2, 26, 25, 256), (9, 1, 256, 256), stride=2)
+  assert not uses_spectral((2, 13, 25, 256), (9, 1, 256, 256), dtype=jnp.bfloat16)
+  assert not uses_spectral((2, 13, 25, 256), (9, 1, 256, 256), method="direct")
+  assert uses_spectral((2, 50, 25, 16), (9, 1, 16, 16), method="spectral")
+  with pytest.raises(ValueError, match="model.temporal_conv"):
+    uses_spectral((2, 13, 25, 4), (9, 1, 4, 4), method="fft")
+  monkeypatch.setattr(models.stgcn.jax, "default_backend", lambda: "gpu")
+  assert not uses_spectral((2, 13, 25, 256), (9, 1, 256, 256))
+
+
+def test_spectral_and_direct_encoders_agree():
+  """The whole encoder with either form: same parameters, same outputs to float32 rounding."""
+  x = _input("ntu", 20, 2)
+  spectral = models.ContrastiveNet(temporal_conv="spectral")
+  direct = models.ContrastiveNet(temporal_conv="direct")
+  variables = jax.jit(functools.partial(direct.init, train=False))(_key(0), x)
+  assert jax.tree_util.tree_structure(variables) == jax.tree_util.tree_structure(
+      jax.jit(functools.partial(spectral.init, train=False))(_key(0), x))
+  out = {name: jax.jit(functools.partial(model.apply, train=False))(variables, x)
+         for name, model in (("spectral", spectral), ("direct", direct))}
+  np.testing.assert_allclose(out["spectral"]["dense"], out["direct"]["dense"], rtol=1e-4,
+                             atol=1e-5)
+
+
 @pytest.mark.parametrize("c,d", [(3, 8), (8, 8), (8, 4)])
 def test_graph_conv_equals_dense_then_aggregate(c, d):
   rng = np.random.default_rng(0)

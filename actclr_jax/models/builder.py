@@ -14,7 +14,8 @@ def build_model(config: ml_collections.ConfigDict, in_channels: int = 3) -> stgc
       layout=config.data.layout, in_channels=in_channels,
       hidden_channels=config.model.hidden_channels, out_channels=config.model.out_channels,
       dropout=config.model.dropout, edge_importance=config.model.edge_importance,
-      projection_dim=config.model.projection_dim, dtype=compute_dtype(config))
+      projection_dim=config.model.projection_dim, dtype=compute_dtype(config),
+      temporal_conv=config.model.temporal_conv)
 
 
 def compute_dtype(config: ml_collections.ConfigDict):

@@ -108,16 +108,117 @@ def _weight_grad(x: jax.Array, g: jax.Array, kernel_size: int, stride: int) -> j
   return total.reshape(kernel_size, 1, c, d)
 
 
-def temporal_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+TEMPORAL_CONV_METHODS = ("auto", "direct", "spectral")
+# "auto" takes the spectral form where its multiply-adds are under this share of the direct
+# convolution's. Measured on CPU, 256 bodies x 25 joints, forward + VJP (README, "Benchmarks"):
+# 0.32 (256 channels, T 13) 2.2-2.5x faster, 0.37 (64 channels, T 13) 1.7-2.3x, 0.47 (32
+# channels, T 25) 1.1-1.6x over three runs (its forward slower in one), left direct; 1.03 (16
+# channels, T 50) slower.
+_SPECTRAL_MAX_COST_SHARE = 0.4
+
+
+def temporal_conv(x: jax.Array, kernel: jax.Array, stride: int,
+                  method: str = "auto") -> jax.Array:
   """'Same'-padded convolution over time: (B, T, V, C) * (K, 1, C, D) -> (B, T', V, D).
 
-  T' = ceil(T / stride). On the CPU backend its VJP is `gemm_vjp_conv`'s; elsewhere XLA's
-  own, since on GPU cuDNN's weight gradient is fast and the batch-chunked GEMMs are not (on an
-  H200 they took 54% of a float32 MoCo step, on 3-9 of 132 SMs).
+  T' = ceil(T / stride). `method` (config key model.temporal_conv):
+    * "direct": lax.conv_general_dilated. On the CPU backend its VJP is `gemm_vjp_conv`'s;
+      elsewhere XLA's own, since on GPU cuDNN's weight gradient is fast and the batch-chunked
+      GEMMs are not (on an H200 they took 54% of a float32 MoCo step, on 3-9 of 132 SMs).
+    * "spectral": `spectral_conv` on stride-1 layers with an odd kernel, "direct" on the others.
+    * "auto": "spectral" on the CPU backend, in float32, where `spectral_cost_share` is under
+      _SPECTRAL_MAX_COST_SHARE (on the default encoder: blocks 9 and 10, 64 and 256 channels at
+      T' 13), "direct" everywhere else. GPUs keep cuDNN until the spectral form is measured there.
+  Both forms compute the same function; they differ by float rounding.
   """
+  if method not in TEMPORAL_CONV_METHODS:
+    raise ValueError(f"config key model.temporal_conv={method!r}: expected one of "
+                     f"{TEMPORAL_CONV_METHODS}")
+  k, _, c, d = kernel.shape
+  spectral = stride == 1 and k % 2 == 1 and (
+      method == "spectral" or (
+          method == "auto" and jax.default_backend() == "cpu" and x.dtype == jnp.float32
+          and spectral_cost_share(x.shape[1], k, c, d) < _SPECTRAL_MAX_COST_SHARE))
+  if spectral:
+    return spectral_conv(x, kernel)
   if jax.default_backend() == "cpu":
     return gemm_vjp_conv(x, kernel, stride)
   return _conv(x, kernel, stride)
+
+
+# --------------------------------------------------------------------------- spectral form
+#
+# The stride-1 temporal convolution is a correlation over T frames with a K-tap filter, so it
+# is a product in the frequency domain: one (C, D) complex matrix product per frequency instead
+# of K real ones per frame. The real DFT has F = L // 2 + 1 frequencies for a period L, and
+# L = T + (K - 1) // 2 is enough: a correlation's wrapped-around terms then land outside the K
+# taps (proof in `_spectral_matrices`). At the last block (T 13, K 9) that is 9 complex
+# products against 13 x 9 real ones, with the DFTs as small matrix products over T.
+
+
+def _spectral_period(frames: int, kernel_size: int) -> tuple[int, int]:
+  period = frames + (kernel_size - 1) // 2
+  return period, period // 2 + 1
+
+
+def spectral_cost_share(frames: int, kernel_size: int, c: int, d: int) -> float:
+  """Multiply-adds of `spectral_conv` over those of the direct convolution, per (b, v)."""
+  _, freqs = _spectral_period(frames, kernel_size)
+  spectral = 4 * freqs * c * d + 2 * freqs * frames * (c + d)
+  return spectral / (frames * kernel_size * c * d)
+
+
+@functools.lru_cache(maxsize=None)
+def _spectral_matrices(frames: int, kernel_size: int) -> tuple[np.ndarray, ...]:
+  """The real DFT (2F, T), its inverse restricted to the T output frames (T, 2F), and the
+  filter's DFT (2, F, K) for a 'same' correlation of T frames with a K-tap filter.
+
+  y[t] = sum_k w[k] x[t + k - p] with p = (K - 1) // 2 and x zero outside [0, T). Written as a
+  circular correlation of period L, y[t] = sum_j x[j] w[j - t + p mod L]. For t, j in [0, T),
+  j - t + p runs over [p + 1 - T, T - 1 + p]; its negative values wrap to [L + p + 1 - T, L - 1],
+  clear of the taps [0, K - 1] when L >= T + p. Then Y[f] = X[f] * conj(H[f]) with
+  H*[f] = sum_k w[k] exp(2 pi i f (k - p) / L).
+  """
+  period, freqs = _spectral_period(frames, kernel_size)
+  pad = (kernel_size - 1) // 2
+  angle = 2 * np.pi * np.outer(np.arange(freqs), np.arange(frames)) / period  # (F, T)
+  dft = np.concatenate([np.cos(angle), -np.sin(angle)])  # rows: Re X[f], then Im X[f]
+  # y[t] = (1 / L) sum_f c_f (Re Y[f] cos - Im Y[f] sin), c_f = 2 but for f = 0 and f = L / 2.
+  weight = np.full(freqs, 2.0)
+  weight[0] = 1.0
+  if period % 2 == 0:
+    weight[-1] = 1.0
+  inverse = np.concatenate([(weight[:, None] * np.cos(angle)).T,
+                            (-weight[:, None] * np.sin(angle)).T], axis=1) / period
+  tap_angle = 2 * np.pi * np.outer(np.arange(freqs), np.arange(kernel_size) - pad) / period
+  filter_dft = np.stack([np.cos(tap_angle), np.sin(tap_angle)])
+  return dft, inverse, filter_dft
+
+
+def spectral_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """The stride-1, 'same' temporal convolution through the real DFT over time:
+  (B, T, V, C) * (K, 1, C, D) -> (B, T, V, D), K odd; `_conv(x, kernel, 1)` up to rounding.
+
+  Each frequency's complex product (A + iB)(P + iQ) is one real GEMM of [A, B] (B*V, 2C)
+  against [[P, Q], [-Q, P]] (2C, 2D). Autodiff gives its VJP: the same three kinds of GEMMs.
+  """
+  b, frames, v, c = x.shape
+  kernel_size, d = kernel.shape[0], kernel.shape[-1]
+  if kernel_size % 2 == 0:
+    raise ValueError(f"spectral_conv needs an odd temporal kernel, got {kernel_size}")
+  dft, inverse, filter_dft = (jnp.asarray(m, x.dtype)
+                              for m in _spectral_matrices(frames, kernel_size))
+  freqs = filter_dft.shape[1]
+  real, imag = jnp.einsum("rfk,kcd->rfcd", filter_dft, kernel[:, 0])  # (F, C, D) each
+  mixing = jnp.concatenate([jnp.concatenate([real, imag], axis=-1),
+                            jnp.concatenate([-imag, real], axis=-1)], axis=1)  # (F, 2C, 2D)
+  spectrum = jnp.einsum("st,btvc->sbvc", dft, x)  # (2F, B, V, C)
+  spectrum = spectrum.reshape(2, freqs, b * v, c).transpose(1, 2, 0, 3).reshape(
+      freqs, b * v, 2 * c)
+  product = jnp.einsum("fnc,fcd->fnd", spectrum, mixing)  # (F, B*V, 2D)
+  product = product.reshape(freqs, b, v, 2, d).transpose(3, 0, 1, 2, 4).reshape(
+      2 * freqs, b, v, d)
+  return jnp.einsum("ts,sbvd->btvd", inverse, product)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -160,13 +261,14 @@ class TemporalConv(nn.Module):
   kernel_size: int = 9
   stride: int = 1
   dtype: Any = jnp.float32
+  method: str = "auto"  # temporal_conv's
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel = self.param("kernel", nn.initializers.lecun_normal(),
                         (self.kernel_size, 1, x.shape[-1], self.features), jnp.float32)
     bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
-    y = temporal_conv(x.astype(self.dtype), kernel.astype(self.dtype), self.stride)
+    y = temporal_conv(x.astype(self.dtype), kernel.astype(self.dtype), self.stride, self.method)
     return y + bias.astype(self.dtype)
 
 
@@ -196,13 +298,15 @@ def graph_conv(x: jax.Array, adjacency: jax.Array, kernel: jax.Array,
   """
   k, c = adjacency.shape[0], x.shape[-1]
   d = kernel.shape[-1] // k
-  if c >= d:
-    y = x @ kernel + bias
-    return aggregate(y.reshape(y.shape[:3] + (k, d)), adjacency)
-  gathered = jnp.einsum("btvc,kvw->btwkc", x, adjacency).reshape(x.shape[:3] + (k * c,))
-  kernel_by_subset = kernel.reshape(c, k, d).transpose(1, 0, 2).reshape(k * c, d)
-  joint_bias = adjacency.sum(axis=1).T @ bias.reshape(k, d)  # (W, D)
-  return gathered @ kernel_by_subset + joint_bias
+  # Named so that the benchmark's profile counts its matmuls as the graph conv's.
+  with jax.named_scope("graph_conv"):
+    if c >= d:
+      y = x @ kernel + bias
+      return aggregate(y.reshape(y.shape[:3] + (k, d)), adjacency)
+    gathered = jnp.einsum("btvc,kvw->btwkc", x, adjacency).reshape(x.shape[:3] + (k * c,))
+    kernel_by_subset = kernel.reshape(c, k, d).transpose(1, 0, 2).reshape(k * c, d)
+    joint_bias = adjacency.sum(axis=1).T @ bias.reshape(k, d)  # (W, D)
+    return gathered @ kernel_by_subset + joint_bias
 
 
 class STGCNBlock(nn.Module):
@@ -221,6 +325,7 @@ class STGCNBlock(nn.Module):
   edge_importance: bool = True
   temporal_kernel: int = 9
   dtype: Any = jnp.float32
+  temporal_conv: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -239,7 +344,7 @@ class STGCNBlock(nn.Module):
     y = batch_norm(train, "tcn_bn1", self.dtype)(y)
     y = nn.relu(y)
     y = TemporalConv(self.features, self.temporal_kernel, self.stride, dtype=self.dtype,
-                     name="tcn_conv")(y)
+                     method=self.temporal_conv, name="tcn_conv")(y)
     y = batch_norm(train, "tcn_bn2", self.dtype)(y)
     if self.dropout > 0:
       y = nn.Dropout(self.dropout, deterministic=not train)(y)
@@ -266,6 +371,7 @@ class STGCN(nn.Module):
   temporal_kernel: int = 9
   # Compute dtype (float32 | bfloat16); parameters, BN statistics and the output stay float32.
   dtype: Any = jnp.float32
+  temporal_conv: str = "auto"  # `temporal_conv`'s method; the parameters are the same
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -291,6 +397,7 @@ class STGCN(nn.Module):
           edge_importance=self.edge_importance,
           temporal_kernel=self.temporal_kernel,
           dtype=self.dtype,
+          temporal_conv=self.temporal_conv,
           name=f"block{i}")(x, train=train)
 
     x = x.astype(jnp.float32).reshape((n, m) + x.shape[1:])  # (N, M, T', V, C)
@@ -302,7 +409,8 @@ def encoder_from(module: nn.Module) -> "STGCN":
   return STGCN(layout=module.layout, in_channels=module.in_channels,
                hidden_channels=module.hidden_channels, out_channels=module.out_channels,
                dropout=module.dropout, edge_importance=module.edge_importance,
-               temporal_kernel=module.temporal_kernel, dtype=module.dtype)
+               temporal_kernel=module.temporal_kernel, dtype=module.dtype,
+               temporal_conv=module.temporal_conv)
 
 
 def global_average_pool(h: jax.Array) -> jax.Array:
@@ -349,6 +457,7 @@ class ContrastiveNet(nn.Module):
   temporal_kernel: int = 9
   projection_dim: int = 128
   dtype: Any = jnp.float32  # the encoder's compute dtype; the projector runs in float32
+  temporal_conv: str = "auto"
 
   def setup(self):
     self.encoder = encoder_from(self)
@@ -381,6 +490,7 @@ class Classifier(nn.Module):
   edge_importance: bool = True
   temporal_kernel: int = 9
   dtype: Any = jnp.float32  # the encoder's compute dtype; the head runs in float32
+  temporal_conv: str = "auto"
 
   def setup(self):
     self.encoder = encoder_from(self)

@@ -17,6 +17,8 @@ For both step variants (plain MoCo v2 and ActCLR) on random inputs of the paper'
     backend's fusion decisions, so it is an estimate);
   * with --profile, where the time goes: one profiled step, its XLA ops grouped by class
     (temporal conv, graph conv, BatchNorm, RNG, augmentations, losses, optimizer, ...);
+  * with --temporal_conv_forms, the direct and spectral temporal convolution (forward, and
+    forward + VJP) on each distinct layer shape of the encoder, with the form "auto" picks;
   * with --gemm_ceiling, this machine's rate on one large float32 GEMM of the last block's
     im2col shape, and the step rate a step of the measured FLOPs would reach if all of it ran
     at that rate: a practical ceiling for the backend, measured in the same session.
@@ -45,6 +47,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from actclr_jax import graph, parallel
 from actclr_jax.models import builder
+from actclr_jax.models import stgcn
 from actclr_jax.train import state as state_lib
 from actclr_jax.train import trainer
 
@@ -71,6 +74,9 @@ def _define_flags() -> None:
   flags.DEFINE_list("variants", ["moco", "actclr"], "Step variants to run.")
   flags.DEFINE_bool("gemm_ceiling", False, "Also time one large GEMM (the last block's im2col "
                     "shape at this batch) and print the step rate it would allow.")
+  flags.DEFINE_bool("temporal_conv_forms", False, "Also time the temporal convolution's forms "
+                    "(model.temporal_conv direct | spectral), forward and VJP, on each of the "
+                    "encoder's distinct layer shapes at this batch, and print which 'auto' takes.")
   flags.DEFINE_list("inference_batch_sizes", [],
                     "Also time the inference-mode encoder (feature extraction, the monitor) at "
                     "these batch sizes, e.g. 64,128,256 (config key eval_batch_size).")
@@ -239,6 +245,67 @@ def gemm_gflops(rows: int, inner: int, cols: int, repeats: int = 3) -> float:
   return 2.0 * rows * inner * cols / best / 1e9
 
 
+def _median_seconds(fn, *args, repeats: int = 3) -> float:
+  jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+def temporal_conv_layer_shapes(model, frames: int, joints: int,
+                               bodies_in_batch: int) -> list[tuple[tuple[int, ...], int, int]]:
+  """((B, T, V, C) input, D, stride) of the encoder's temporal convolutions, without repeats."""
+  shapes = []
+  for i, features in enumerate(stgcn.block_channels(model.hidden_channels, model.out_channels),
+                               start=1):
+    stride = 2 if i in stgcn.STRIDE_2_BLOCKS else 1
+    layer = ((bodies_in_batch, frames, joints, features), features, stride)
+    if layer not in shapes:
+      shapes.append(layer)
+    frames = -(-frames // stride)
+  return shapes
+
+
+def benchmark_temporal_conv_forms(model, frames: int, joints: int, bodies_in_batch: int) -> list:
+  """Median seconds of the forward and of forward + VJP of each temporal convolution form on
+  each of the encoder's layer shapes (random float32 inputs)."""
+  rows = []
+  rng = np.random.default_rng(0)
+  for shape, features, stride in temporal_conv_layer_shapes(model, frames, joints,
+                                                            bodies_in_batch):
+    k = model.temporal_kernel
+    x = jnp.asarray(rng.normal(size=shape).astype(np.float32))
+    kernel = jnp.asarray(rng.normal(size=(k, 1, shape[-1], features)).astype(np.float32))
+    out_shape = (shape[0], -(-shape[1] // stride), shape[2], features)
+    g = jnp.asarray(rng.normal(size=out_shape).astype(np.float32))
+    row = {"input": list(shape), "features": features, "stride": stride, "auto": "direct"}
+    methods = ("direct",)
+    if stride == 1:  # the spectral form exists for stride-1 layers only
+      methods = ("direct", "spectral")
+      row["spectral_cost_share"] = stgcn.spectral_cost_share(shape[1], k, shape[-1], features)
+    for method in methods:
+      conv = lambda x, w, m=method: stgcn.temporal_conv(x, w, stride, m)
+      forward = jax.jit(conv)
+      vjp = jax.jit(lambda x, w, g, c=conv: jax.vjp(c, x, w)[1](g))
+      row[method] = {"forward_seconds": _median_seconds(forward, x, kernel),
+                     "vjp_seconds": _median_seconds(vjp, x, kernel, g)}
+    if "conv_general_dilated" not in str(jax.make_jaxpr(
+        lambda x, w: stgcn.temporal_conv(x, w, stride, "auto"))(x, kernel)):
+      row["auto"] = "spectral"
+    rows.append(row)
+    times = " | ".join(
+        f"{m}: forward {row[m]['forward_seconds']:.3f} s, forward + VJP "
+        f"{row[m]['vjp_seconds']:.3f} s" for m in methods)
+    share = (f"spectral/direct multiply-adds {row['spectral_cost_share']:.2f}" if stride == 1
+             else "strided: direct only")
+    print(f"temporal conv {tuple(shape)} -> {features}, stride {stride}: {share} | {times} | "
+          f"auto: {row['auto']}", flush=True)
+  return rows
+
+
 def benchmark_inference(model, state, shape, batch_sizes, repeats: int = 3) -> dict:
   """samples/s of the jitted inference-mode encoder (the pooled feature) on random (B, C, T, V,
   M) inputs for each batch size B: the median of `repeats` timed calls after one warm-up."""
@@ -324,6 +391,9 @@ def main(argv):
       print(f"        {name}: at that rate throughout, at most {ceiling:.1f} samples/s "
             f"(measured {results[name]['samples_per_second']:.1f}, "
             f"{100 * results[name]['samples_per_second'] / ceiling:.0f}%)", flush=True)
+  if FLAGS.temporal_conv_forms:
+    results["temporal_conv_forms"] = benchmark_temporal_conv_forms(
+        model, frames, layout.num_joints, batch_size * FLAGS.bodies)
   if FLAGS.inference_batch_sizes:
     state = state_lib.create_train_state(config, model, tx, x.mean(0), config.seed)
     results["inference_samples_per_second"] = benchmark_inference(
