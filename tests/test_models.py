@@ -312,26 +312,24 @@ def test_spectral_conv_and_its_gradient_match_lax_conv_in_float64(frames, kernel
 
 def test_temporal_conv_method_picks_the_spectral_form_where_it_is_cheaper(monkeypatch):
   """'auto': spectral on CPU, float32, stride 1, wide layers (the encoder's blocks 9 and 10);
-  direct for strided, narrow, bfloat16 and non-CPU; a bad method names the config key."""
-  def uses_spectral(shape, kernel_shape, stride=1, method="auto", dtype=jnp.float32):
-    x, kernel = jnp.ones(shape, dtype), jnp.ones(kernel_shape, dtype)
-    jaxpr = str(jax.make_jaxpr(
-        lambda x, k: models.stgcn.temporal_conv(x, k, stride, method))(x, kernel))
-    return "conv_general_dilated" not in jaxpr
-
+  direct for strided, narrow, even-kernel, bfloat16 and non-CPU; temporal_conv follows the form;
+  a bad method names the config key."""
+  form = models.stgcn.temporal_conv_form
+  f32, last = jnp.float32, (9, 1, 256, 256)
   assert models.stgcn.spectral_cost_share(13, 9, 256, 256) < 0.4
   assert models.stgcn.spectral_cost_share(50, 9, 16, 16) > 1
-  assert uses_spectral((2, 13, 25, 256), (9, 1, 256, 256))
-  assert uses_spectral((2, 13, 25, 64), (9, 1, 64, 64))
-  assert not uses_spectral((2, 50, 25, 16), (9, 1, 16, 16))
-  assert not uses_spectral((2, 26, 25, 256), (9, 1, 256, 256), stride=2)
-  assert not uses_spectral((2, 13, 25, 256), (9, 1, 256, 256), dtype=jnp.bfloat16)
-  assert not uses_spectral((2, 13, 25, 256), (9, 1, 256, 256), method="direct")
-  assert uses_spectral((2, 50, 25, 16), (9, 1, 16, 16), method="spectral")
+  assert form(13, last, 1, f32) == form(13, (9, 1, 64, 64), 1, f32) == "spectral"
+  assert form(50, (9, 1, 16, 16), 1, f32) == form(26, last, 2, f32) == "direct"
+  assert form(13, last, 1, jnp.bfloat16) == form(13, last, 1, f32, "direct") == "direct"
+  assert form(13, (8, 1, 256, 256), 1, f32, "spectral") == "direct"
+  assert form(50, (9, 1, 16, 16), 1, f32, "spectral") == "spectral"
   with pytest.raises(ValueError, match="model.temporal_conv"):
-    uses_spectral((2, 13, 25, 4), (9, 1, 4, 4), method="fft")
+    form(13, last, 1, f32, "fft")
+  traced = lambda: str(jax.make_jaxpr(lambda x, k: models.stgcn.temporal_conv(x, k, 1))(
+      jnp.ones((2, 13, 25, 256)), jnp.ones(last)))
+  assert "conv_general_dilated" not in traced()
   monkeypatch.setattr(models.stgcn.jax, "default_backend", lambda: "gpu")
-  assert not uses_spectral((2, 13, 25, 256), (9, 1, 256, 256))
+  assert form(13, last, 1, f32) == "direct" and "conv_general_dilated" in traced()
 
 
 def test_spectral_and_direct_encoders_agree():

@@ -131,19 +131,26 @@ def temporal_conv(x: jax.Array, kernel: jax.Array, stride: int,
       T' 13), "direct" everywhere else. GPUs keep cuDNN until the spectral form is measured there.
   Both forms compute the same function; they differ by float rounding.
   """
-  if method not in TEMPORAL_CONV_METHODS:
-    raise ValueError(f"config key model.temporal_conv={method!r}: expected one of "
-                     f"{TEMPORAL_CONV_METHODS}")
-  k, _, c, d = kernel.shape
-  spectral = stride == 1 and k % 2 == 1 and (
-      method == "spectral" or (
-          method == "auto" and jax.default_backend() == "cpu" and x.dtype == jnp.float32
-          and spectral_cost_share(x.shape[1], k, c, d) < _SPECTRAL_MAX_COST_SHARE))
-  if spectral:
+  if temporal_conv_form(x.shape[1], kernel.shape, stride, x.dtype, method) == "spectral":
     return spectral_conv(x, kernel)
   if jax.default_backend() == "cpu":
     return gemm_vjp_conv(x, kernel, stride)
   return _conv(x, kernel, stride)
+
+
+def temporal_conv_form(frames: int, kernel_shape: tuple[int, ...], stride: int, dtype,
+                       method: str = "auto") -> str:
+  """The form ("direct" | "spectral") `temporal_conv` takes for an input of `frames` frames and
+  `dtype`, a (K, 1, C, D) kernel and `stride`, on this backend."""
+  if method not in TEMPORAL_CONV_METHODS:
+    raise ValueError(f"config key model.temporal_conv={method!r}: expected one of "
+                     f"{TEMPORAL_CONV_METHODS}")
+  k, _, c, d = kernel_shape
+  spectral = stride == 1 and k % 2 == 1 and (
+      method == "spectral" or (
+          method == "auto" and jax.default_backend() == "cpu" and dtype == jnp.float32
+          and spectral_cost_share(frames, k, c, d) < _SPECTRAL_MAX_COST_SHARE))
+  return "spectral" if spectral else "direct"
 
 
 # --------------------------------------------------------------------------- spectral form
