@@ -246,6 +246,7 @@ def gemm_gflops(rows: int, inner: int, cols: int, repeats: int = 3) -> float:
 
 
 def _median_seconds(fn, *args, repeats: int = 3) -> float:
+  """The median wall time of `repeats` calls of fn(*args), after one warm-up call."""
   jax.block_until_ready(fn(*args))
   times = []
   for _ in range(repeats):
@@ -313,13 +314,7 @@ def benchmark_inference(model, state, shape, batch_sizes, repeats: int = 3) -> d
   rates = {}
   for size in batch_sizes:
     x = jnp.asarray(np.random.default_rng(0).normal(size=(size, *shape[1:])) * 0.2, jnp.float32)
-    encode(variables, x).block_until_ready()
-    times = []
-    for _ in range(repeats):
-      start = time.perf_counter()
-      encode(variables, x).block_until_ready()
-      times.append(time.perf_counter() - start)
-    rates[size] = size / float(np.median(times))
+    rates[size] = size / _median_seconds(encode, variables, x, repeats=repeats)
     print(f"inference batch {size:4d}: {rates[size]:7.1f} samples/s", flush=True)
   return rates
 
