@@ -58,10 +58,10 @@ def test_importing_the_package_turns_off_triton_gemm_unless_the_user_chose(user_
 
 
 def test_temporal_conv_layer_shapes_follow_the_encoder():
-  """The shapes --temporal_conv_forms times: each block's convolution input (B, T, V, C), its
+  """The shapes --temporal_conv_forms times: each block's convolution input (V, B, T, C), its
   output channels and stride, repeats once."""
   from actclr_jax import models
   shapes = benchmark.temporal_conv_layer_shapes(models.ContrastiveNet(), 50, 25, 4)
-  assert shapes == [((4, 50, 25, 16), 16, 1), ((4, 50, 25, 32), 32, 2), ((4, 25, 25, 32), 32, 1),
-                    ((4, 25, 25, 64), 64, 2), ((4, 13, 25, 64), 64, 1),
-                    ((4, 13, 25, 256), 256, 1)]
+  assert shapes == [((25, 4, 50, 16), 16, 1), ((25, 4, 50, 32), 32, 2), ((25, 4, 25, 32), 32, 1),
+                    ((25, 4, 25, 64), 64, 2), ((25, 4, 13, 64), 64, 1),
+                    ((25, 4, 13, 256), 256, 1)]

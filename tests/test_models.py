@@ -31,6 +31,15 @@ def _expected_frames(t: int) -> int:
   return t
 
 
+def _reference_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+  """The temporal convolution in its textbook form: joint-major (V, B, T, C) moved to NHWC
+  (B, T, V, C), a (K, 1) filter over T, 'same' padding, moved back."""
+  pad = (kernel.shape[0] - 1) // 2
+  y = jax.lax.conv_general_dilated(jnp.transpose(x, (1, 2, 0, 3)), kernel, (stride, 1),
+                                   ((pad, pad), (0, 0)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return jnp.transpose(y, (2, 0, 1, 3))
+
+
 @functools.lru_cache(maxsize=None)
 def _contrastive(layout: str = "ntu", t: int = 50, m: int = 2):
   """Model, variables and a jitted apply for one input shape (jit once per shape)."""
@@ -151,24 +160,11 @@ def test_body_permutation_train_batch_stats():
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_aggregate_matches_definition():
-  rng = np.random.default_rng(0)
-  x = rng.normal(size=(2, 3, 5, 3, 4)).astype(np.float32)
-  a = rng.normal(size=(3, 5, 5)).astype(np.float32)
-  expected = np.zeros((2, 3, 5, 4), np.float32)
-  for w in range(5):
-    for k in range(3):
-      for v in range(5):
-        expected[:, :, w] += x[:, :, v, k] * a[k, v, w]
-  np.testing.assert_allclose(models.aggregate(jnp.asarray(x), jnp.asarray(a)), expected,
-                             rtol=1e-5, atol=1e-5)
-
-
 def test_graph_conv_is_local():
   """A one-block network: perturbing joint j changes exactly j's hop-1 neighbours."""
   layout = graph.get_layout("ntu")
   block = models.STGCNBlock(layout="ntu", features=8, residual=False)
-  x = jax.random.normal(_key(0), (1, 12, 25, 3))
+  x = jax.random.normal(_key(0), (25, 1, 12, 3))  # joint-major (V, B, T, C)
   variables = jax.jit(functools.partial(block.init, train=False))(_key(1), x)
   # A random positive edge importance: locality must come from A, not from the mask's init.
   params = dict(variables["params"])
@@ -179,8 +175,8 @@ def test_graph_conv_is_local():
   base = apply(variables, x)
   neighbours = layout.smoothing_matrix() > 0
   for j in (layout.center, 0, 7, 19):
-    moved = apply(variables, x.at[:, :, j].add(3.0))
-    changed = np.abs(np.asarray(moved - base)).max(axis=(0, 1, 3)) > 1e-6
+    moved = apply(variables, x.at[j].add(3.0))
+    changed = np.abs(np.asarray(moved - base)).max(axis=(1, 2, 3)) > 1e-6
     np.testing.assert_array_equal(changed, neighbours[j], err_msg=f"joint {j}")
 
 
@@ -264,13 +260,12 @@ def test_temporal_conv_and_its_gradient_match_lax_conv(frames, stride, monkeypat
   """The hand-written VJP against autodiff of lax.conv_general_dilated; a small chunk budget
   makes the weight gradient accumulate over several batch chunks."""
   monkeypatch.setattr(models.stgcn, "_WEIGHT_GRAD_CHUNK_BYTES", 2000)
-  x = jax.random.normal(_key(0), (4, frames, 5, 3))
+  x = jax.random.normal(_key(0), (5, 4, frames, 3))
   kernel = jax.random.normal(_key(1), (9, 1, 3, 6)) * 0.3
-  reference = lambda x, k: jax.lax.conv_general_dilated(
-      x, k, (stride, 1), ((4, 4), (0, 0)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  reference = lambda x, k: _reference_conv(x, k, stride)
   ours = lambda x, k: models.stgcn.temporal_conv(x, k, stride)
   np.testing.assert_allclose(ours(x, kernel), reference(x, kernel), rtol=1e-5, atol=1e-5)
-  assert ours(x, kernel).shape == (4, -(-frames // stride), 5, 6)
+  assert ours(x, kernel).shape == (5, 4, -(-frames // stride), 6)
   weights = jax.random.normal(_key(2), reference(x, kernel).shape)
   loss = lambda f: (lambda x, k: jnp.sum(jnp.sin(f(x, k)) * weights))
   got = jax.grad(loss(ours), argnums=(0, 1))(x, kernel)
@@ -280,7 +275,7 @@ def test_temporal_conv_and_its_gradient_match_lax_conv(frames, stride, monkeypat
 
 
 def test_temporal_conv_uses_the_gemm_vjp_on_cpu_only(monkeypatch):
-  x, kernel = jnp.ones((2, 8, 5, 3)), jnp.ones((9, 1, 3, 4))
+  x, kernel = jnp.ones((5, 2, 8, 3)), jnp.ones((9, 1, 3, 4))
   trace = lambda: str(jax.make_jaxpr(lambda x, k: models.stgcn.temporal_conv(x, k, 2))(x, kernel))
   assert "custom_vjp" in trace()
   monkeypatch.setattr(models.stgcn.jax, "default_backend", lambda: "gpu")
@@ -294,13 +289,11 @@ def test_spectral_conv_and_its_gradient_match_lax_conv_in_float64(frames, kernel
   period would show."""
   with jax.enable_x64(True):
     rng = np.random.default_rng(frames)
-    x = jnp.asarray(rng.normal(size=(3, frames, 4, 5)))
+    x = jnp.asarray(rng.normal(size=(4, 3, frames, 5)))
     kernel = jnp.asarray(rng.normal(size=(kernel_size, 1, 5, 7)))
-    pad = (kernel_size - 1) // 2
-    reference = lambda x, k: jax.lax.conv_general_dilated(
-        x, k, (1, 1), ((pad, pad), (0, 0)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    reference = lambda x, k: _reference_conv(x, k, 1)
     got, want = models.stgcn.spectral_conv(x, kernel), reference(x, kernel)
-    assert got.dtype == jnp.float64 and got.shape == want.shape == (3, frames, 4, 7)
+    assert got.dtype == jnp.float64 and got.shape == want.shape == (4, 3, frames, 7)
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
     weights = jnp.asarray(rng.normal(size=want.shape))
     loss = lambda f: (lambda x, k: jnp.sum(jnp.sin(f(x, k)) * weights))
@@ -326,7 +319,7 @@ def test_temporal_conv_method_picks_the_spectral_form_where_it_is_cheaper(monkey
   with pytest.raises(ValueError, match="model.temporal_conv"):
     form(13, last, 1, f32, "fft")
   traced = lambda: str(jax.make_jaxpr(lambda x, k: models.stgcn.temporal_conv(x, k, 1))(
-      jnp.ones((2, 13, 25, 256)), jnp.ones(last)))
+      jnp.ones((25, 2, 13, 256)), jnp.ones(last)))
   assert "conv_general_dilated" not in traced()
   monkeypatch.setattr(models.stgcn.jax, "default_backend", lambda: "gpu")
   assert form(13, last, 1, f32) == "direct" and "conv_general_dilated" in traced()
@@ -346,17 +339,79 @@ def test_spectral_and_direct_encoders_agree():
                              atol=1e-5)
 
 
-@pytest.mark.parametrize("c,d", [(3, 8), (8, 8), (8, 4)])
-def test_graph_conv_equals_dense_then_aggregate(c, d):
+@pytest.mark.parametrize("c,d", [(3, 8), (8, 16), (8, 8), (8, 4)])
+def test_graph_conv_matches_its_definition(c, d):
+  """All three orders (gather once, gather first, transform first) against
+  out[w] = sum_k sum_v A[k, v, w] (x[v] W_k + b_k), written as loops."""
   rng = np.random.default_rng(0)
-  x = jnp.asarray(rng.normal(size=(2, 4, 25, c)).astype(np.float32))
-  adjacency = jnp.asarray(graph.get_layout("ntu").adjacency() * rng.uniform(
-      0.5, 2.0, size=(3, 25, 25)).astype(np.float32))
-  kernel = jnp.asarray(rng.normal(size=(c, 3 * d)).astype(np.float32))
-  bias = jnp.asarray(rng.normal(size=(3 * d,)).astype(np.float32))
-  expected = models.aggregate((x @ kernel + bias).reshape(2, 4, 25, 3, d), adjacency)
-  np.testing.assert_allclose(models.stgcn.graph_conv(x, adjacency, kernel, bias), expected,
-                             rtol=1e-4, atol=1e-4)
+  x = rng.normal(size=(25, 2, 4, c))
+  adjacency = graph.get_layout("ntu").adjacency() * rng.uniform(0.5, 2.0, size=(3, 25, 25))
+  kernel = rng.normal(size=(c, 3 * d))
+  bias = rng.normal(size=(3 * d,))
+  expected = np.zeros((25, 2, 4, d))
+  for w in range(25):
+    for k in range(3):
+      for v in range(25):
+        expected[w] += adjacency[k, v, w] * (x[v] @ kernel[:, k * d:(k + 1) * d]
+                                             + bias[k * d:(k + 1) * d])
+  got = models.stgcn.graph_conv(*(jnp.asarray(a, jnp.float32)
+                                  for a in (x, adjacency, kernel, bias)))
+  np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def _reference_encoder(params, stats, x, layout):
+  """ST-GCN in eval mode as the definitions read, in the (B, T, V, C) layout: dense then
+  aggregate, the (K, 1) temporal filter, BatchNorm from running statistics."""
+  bn = lambda y, name, p, st: ((y - st[name]["mean"]) / jnp.sqrt(st[name]["var"] + 1e-5)
+                               * p[name]["scale"] + p[name]["bias"])
+  n, c, t, v, m = x.shape
+  h = bn(jnp.transpose(x, (0, 4, 2, 3, 1)).reshape(n * m, t, v * c), "data_bn", params, stats)
+  h = h.astype(jnp.float32).astype(x.dtype).reshape(n * m, t, v, c)  # data_bn's output dtype
+  for i in range(1, models.stgcn.NUM_BLOCKS + 1):
+    p, st = params[f"block{i}"], stats[f"block{i}"]
+    stride = 2 if i in models.stgcn.STRIDE_2_BLOCKS else 1
+    adjacency = jnp.asarray(graph.get_layout(layout).adjacency()) * p["edge_importance"]
+    k = adjacency.shape[0]
+    y = (h @ p["gcn"]["kernel"] + p["gcn"]["bias"]).reshape(h.shape[:3] + (k, -1))
+    y = jax.nn.relu(bn(jnp.einsum("btvkd,kvw->btwd", y, adjacency), "tcn_bn1", p, st))
+    y = jnp.transpose(_reference_conv(jnp.transpose(y, (2, 0, 1, 3)), p["tcn_conv"]["kernel"],
+                                      stride), (1, 2, 0, 3)) + p["tcn_conv"]["bias"]
+    y = bn(y, "tcn_bn2", p, st)
+    if i > 1:
+      if "res_conv" in p:
+        y = y + bn(h[:, ::stride] @ p["res_conv"]["kernel"] + p["res_conv"]["bias"], "res_bn",
+                   p, st)
+      else:
+        y = y + h
+    h = jax.nn.relu(y)
+  return jnp.transpose(h.reshape((n, m) + h.shape[1:]), (0, 1, 4, 2, 3))
+
+
+@pytest.mark.parametrize("layout,method", [("ntu", "direct"), ("msr", "spectral")])
+def test_encoder_matches_the_definition_layout_in_float64(layout, method):
+  """The joint-major encoder against `_reference_encoder`, perturbed parameters and random
+  BatchNorm statistics, computed in float64. The encoder returns float32, so the two agree to
+  one float32 rounding of the same float64 numbers: a wrong transpose, stride or subset would
+  show at 1e-2 or more."""
+  with jax.enable_x64(True):
+    v = graph.get_layout(layout).num_joints
+    x = jax.random.normal(_key(0), (2, 3, 20, v, 2), jnp.float64)
+    model = models.STGCN(layout=layout, dropout=0.0, dtype=jnp.float64, temporal_conv=method)
+    variables = model.init(_key(1), x, train=False)
+    rng = np.random.default_rng(0)
+    params = jax.tree.map(lambda a: a + rng.normal(0, 0.1, size=a.shape), variables["params"])
+    stats = jax.tree.map(lambda a: jnp.asarray(rng.uniform(0.5, 1.5, size=a.shape)),
+                         variables["batch_stats"])
+    # Means near 0, so that the ReLUs keep about half of every layer (all-zero maps would agree
+    # with anything).
+    stats = jax.tree_util.tree_map_with_path(
+        lambda path, a: a - 1.0 if path[-1].key == "mean" else a, stats)
+    got = model.apply({"params": params, "batch_stats": stats}, x, train=False)
+    want = _reference_encoder(params, stats, x, layout)
+    assert got.shape == want.shape == (2, 2, 256, 5, v)
+    assert 0.2 < float(jnp.mean(want > 0)) < 0.8
+    assert got.dtype == jnp.float32
+    np.testing.assert_allclose(got, want.astype(jnp.float32), rtol=2e-7, atol=1e-7)
 
 
 def test_bfloat16_compute_keeps_float32_parameters_and_outputs():

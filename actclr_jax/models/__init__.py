@@ -1,6 +1,5 @@
 """The ST-GCN encoder, projector and classifier (see stgcn.py)."""
 
-from actclr_jax.models.stgcn import aggregate
 from actclr_jax.models.stgcn import block_channels
 from actclr_jax.models.stgcn import Classifier
 from actclr_jax.models.stgcn import ContrastiveNet
@@ -13,6 +12,6 @@ from actclr_jax.models.stgcn import STGCNBlock
 from actclr_jax.models.stgcn import weighted_pool
 
 __all__ = [
-    "aggregate", "block_channels", "Classifier", "ContrastiveNet", "count_params", "frame_pool",
+    "block_channels", "Classifier", "ContrastiveNet", "count_params", "frame_pool",
     "global_average_pool", "Projector", "STGCN", "STGCNBlock", "weighted_pool",
 ]

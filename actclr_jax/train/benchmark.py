@@ -103,7 +103,7 @@ ACCELERATORS = {
 OP_CLASSES = (
     ("actionlet", ("actionlet", "dissimilarity", "activation_map", "weighted_pool")),
     ("temporal conv", ("tcn_conv",)),
-    ("graph conv", ("btvkc", "btvc,kvw", "/gcn", "graph_conv")),
+    ("graph conv", ("/gcn", "graph_conv")),
     ("batchnorm", ("_bn", "data_bn", "BatchNorm")),
     ("residual conv", ("res_conv",)),
     ("rng", ("Dropout", "_uniform", "bernoulli", "random_bits", "threefry", "closed_call")),
@@ -258,12 +258,12 @@ def _median_seconds(fn, *args, repeats: int = 3) -> float:
 
 def temporal_conv_layer_shapes(model, frames: int, joints: int,
                                bodies_in_batch: int) -> list[tuple[tuple[int, ...], int, int]]:
-  """((B, T, V, C) input, D, stride) of the encoder's temporal convolutions, without repeats."""
+  """((V, B, T, C) input, D, stride) of the encoder's temporal convolutions, without repeats."""
   shapes = []
   for i, features in enumerate(stgcn.block_channels(model.hidden_channels, model.out_channels),
                                start=1):
     stride = 2 if i in stgcn.STRIDE_2_BLOCKS else 1
-    layer = ((bodies_in_batch, frames, joints, features), features, stride)
+    layer = ((joints, bodies_in_batch, frames, features), features, stride)
     if layer not in shapes:
       shapes.append(layer)
     frames = -(-frames // stride)
@@ -280,14 +280,14 @@ def benchmark_temporal_conv_forms(model, frames: int, joints: int, bodies_in_bat
     k = model.temporal_kernel
     x = jnp.asarray(rng.normal(size=shape).astype(np.float32))
     kernel = jnp.asarray(rng.normal(size=(k, 1, shape[-1], features)).astype(np.float32))
-    out_shape = (shape[0], -(-shape[1] // stride), shape[2], features)
+    out_shape = shape[:2] + (-(-shape[2] // stride), features)
     g = jnp.asarray(rng.normal(size=out_shape).astype(np.float32))
     row = {"input": list(shape), "features": features, "stride": stride,
-           "auto": stgcn.temporal_conv_form(shape[1], kernel.shape, stride, kernel.dtype)}
+           "auto": stgcn.temporal_conv_form(shape[2], kernel.shape, stride, kernel.dtype)}
     methods = ("direct",)
     if stride == 1:  # the spectral form exists for stride-1 layers only
       methods = ("direct", "spectral")
-      row["spectral_cost_share"] = stgcn.spectral_cost_share(shape[1], k, shape[-1], features)
+      row["spectral_cost_share"] = stgcn.spectral_cost_share(shape[2], k, shape[-1], features)
     for method in methods:
       conv = lambda x, w, m=method: stgcn.temporal_conv(x, w, stride, m)
       forward = jax.jit(conv)
