@@ -397,7 +397,7 @@ def test_encoder_matches_the_definition_layout_in_float64(layout, method):
     v = graph.get_layout(layout).num_joints
     x = jax.random.normal(_key(0), (2, 3, 20, v, 2), jnp.float64)
     model = models.STGCN(layout=layout, dropout=0.0, dtype=jnp.float64, temporal_conv=method)
-    variables = model.init(_key(1), x, train=False)
+    variables = jax.jit(functools.partial(model.init, train=False))(_key(1), x)
     rng = np.random.default_rng(0)
     params = jax.tree.map(lambda a: a + rng.normal(0, 0.1, size=a.shape), variables["params"])
     stats = jax.tree.map(lambda a: jnp.asarray(rng.uniform(0.5, 1.5, size=a.shape)),
@@ -406,8 +406,9 @@ def test_encoder_matches_the_definition_layout_in_float64(layout, method):
     # with anything).
     stats = jax.tree_util.tree_map_with_path(
         lambda path, a: a - 1.0 if path[-1].key == "mean" else a, stats)
-    got = model.apply({"params": params, "batch_stats": stats}, x, train=False)
-    want = _reference_encoder(params, stats, x, layout)
+    got = jax.jit(functools.partial(model.apply, train=False))(
+        {"params": params, "batch_stats": stats}, x)
+    want = jax.jit(functools.partial(_reference_encoder, layout=layout))(params, stats, x)
     assert got.shape == want.shape == (2, 2, 256, 5, v)
     assert 0.2 < float(jnp.mean(want > 0)) < 0.8
     assert got.dtype == jnp.float32
