@@ -252,7 +252,7 @@ gemm_vjp_conv.defvjp(_temporal_conv_fwd, _temporal_conv_bwd)
 
 
 class TemporalConv(nn.Module):
-  """Convolution over time with a (kernel, 1) filter on (V, B, T, C), 'same' padding.
+  """Convolution over time with a K-tap filter on joint-major (V, B, T, C), 'same' padding.
 
   Parameters are nn.Conv's ('kernel' (K, 1, C_in, C_out), 'bias'); the computation is
   `temporal_conv`, in `dtype`.
