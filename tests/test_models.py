@@ -400,12 +400,11 @@ def test_encoder_matches_the_definition_layout_in_float64(layout, method):
     variables = jax.jit(functools.partial(model.init, train=False))(_key(1), x)
     rng = np.random.default_rng(0)
     params = jax.tree.map(lambda a: a + rng.normal(0, 0.1, size=a.shape), variables["params"])
-    stats = jax.tree.map(lambda a: jnp.asarray(rng.uniform(0.5, 1.5, size=a.shape)),
-                         variables["batch_stats"])
     # Means near 0, so that the ReLUs keep about half of every layer (all-zero maps would agree
-    # with anything).
+    # with anything); variances around 1.
     stats = jax.tree_util.tree_map_with_path(
-        lambda path, a: a - 1.0 if path[-1].key == "mean" else a, stats)
+        lambda path, a: jnp.asarray(rng.uniform(0.5, 1.5, size=a.shape))
+        - (1.0 if path[-1].key == "mean" else 0.0), variables["batch_stats"])
     got = jax.jit(functools.partial(model.apply, train=False))(
         {"params": params, "batch_stats": stats}, x)
     want = jax.jit(functools.partial(_reference_encoder, layout=layout))(params, stats, x)
