@@ -47,6 +47,16 @@ def info_nce(z_q: jax.Array, z_k: jax.Array, bank: jax.Array, temperature: float
   return -jnp.mean(jax.nn.log_softmax(logits, axis=-1)[:, 0])
 
 
+def negative_similarity(z: jax.Array, bank: jax.Array,
+                        valid: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Cosine similarity of (N, D) unit vectors to the (K, D) bank's valid (N, K) entries: the mean
+  over all valid pairs, and the mean over i of i's largest (a diagnostic of InfoNCE's negatives)."""
+  similarity = z @ bank.T
+  mean = jnp.sum(jnp.where(valid, similarity, 0.0)) / jnp.maximum(jnp.sum(valid), 1)
+  hardest = jnp.mean(jnp.max(jnp.where(valid, similarity, -jnp.inf), axis=-1))
+  return mean, hardest
+
+
 def similarity_mining(z_q: jax.Array, z_k: jax.Array, bank: jax.Array, tau_q: float,
                       tau_k: float, valid: jax.Array | None = None) -> jax.Array:
   """Eq. 9: mean over i of -sum_j p_k^ij log p_q^ij over the memory bank.

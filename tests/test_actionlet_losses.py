@@ -85,6 +85,16 @@ def test_similarity_mining_is_cross_entropy_of_bank_distributions():
   assert not np.asarray(grad_k).any()
 
 
+def test_negative_similarity_averages_and_maxes_over_valid_entries_only():
+  z = jnp.asarray([[1.0, 0.0], [0.0, 1.0]])
+  bank = jnp.asarray([[1.0, 0.0], [0.6, 0.8], [-1.0, 0.0]])
+  valid = jnp.asarray([[False, True, True], [True, True, False]])
+  mean, hardest = losses.negative_similarity(z, bank, valid)
+  # query 0 sees 0.6 and -1 (its own key, similarity 1, left out); query 1 sees 0 and 0.8.
+  np.testing.assert_allclose(float(mean), (0.6 - 1.0 + 0.0 + 0.8) / 4, rtol=1e-6)
+  np.testing.assert_allclose(float(hardest), (0.6 + 0.8) / 2, rtol=1e-6)
+
+
 def test_ring_buffer_wraps_around():
   bank = jnp.zeros((5, 2))
   index = jnp.full((5,), -1, jnp.int32)

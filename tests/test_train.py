@@ -58,6 +58,10 @@ def test_step_updates_offline_network_by_the_ema_formula(use_actionlet):
   np.testing.assert_array_equal(new.bank_index[:8], np.arange(8))
   assert (np.asarray(new.bank_index[8:]) == -1).all()
   assert float(metrics["own_keys_in_bank"]) == 0.0
+  # The first bank is random unit vectors: the query's negatives are near-orthogonal to it.
+  assert abs(float(metrics["negative_similarity"])) < 0.1
+  assert abs(float(metrics["negative_similarity"])) < float(
+      metrics["hardest_negative_similarity"]) <= 1.0
   again, metrics = step(new, make_batch(x))
   assert float(metrics["own_keys_in_bank"]) == 1.0  # each query's previous key, left out
 

@@ -124,9 +124,10 @@ def train_step(state: TrainState, batch: dict, *, config: ml_collections.ConfigD
                                       valid)
     loss = config.loss.infonce_weight * nce + config.loss.mining_weight * mining
     positive = jnp.mean(jnp.sum(z_q * z_k, axis=-1))
-    return loss, (updates["batch_stats"], nce, mining, positive)
+    negative = losses.negative_similarity(z_q, state.bank, valid)
+    return loss, (updates["batch_stats"], nce, mining, positive, negative)
 
-  (loss, (batch_stats, nce, mining, positive)), grads = jax.value_and_grad(
+  (loss, (batch_stats, nce, mining, positive, negative)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
@@ -140,6 +141,7 @@ def train_step(state: TrainState, batch: dict, *, config: ml_collections.ConfigD
   finite = jnp.isfinite(loss)
   new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
   metrics.update(loss=loss, infonce=nce, mining=mining, positive_similarity=positive,
+                 negative_similarity=negative[0], hardest_negative_similarity=negative[1],
                  own_keys_in_bank=jnp.mean(jnp.sum(~valid, axis=1)),
                  finite=finite.astype(jnp.float32))
   return new_state, metrics
