@@ -26,7 +26,7 @@ def get_config(argument=None):
   # A few hundred steps only: with 0.999 the offline network would stay ~80-90% at its
   # random init (0.999^n); 0.99 lets keys and actionlets follow the online network.
   config.moco.momentum = 0.99
-  # The monitor (KNN on all 1,600 sequences, actionlet IoU) costs ~17 s on 2 cores: run it on
+  # The monitor (KNN on all 1,600 sequences, actionlet IoU) costs ~20 s on 2 cores: run it on
   # the untrained network, at the end of phase 1 (epoch 3), at epochs 6 and 9, and at the end.
   config.knn_every_epochs = 3
   config.checkpoint_every_epochs = 1
