@@ -21,6 +21,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       ("actionlet.grad_activation", config.actionlet.grad_activation, ("relu", "identity")),
       ("actionlet.placement", config.actionlet.placement, ("gradient", "random", "other_sample")),
       ("model.temporal_conv", config.model.temporal_conv, stgcn.TEMPORAL_CONV_METHODS),
+      ("model.memory_layout", config.model.memory_layout, stgcn.MEMORY_LAYOUTS),
   ]
   for key, value, allowed in checks:
     if value not in allowed:

@@ -277,6 +277,7 @@ def test_temporal_conv_and_its_gradient_match_lax_conv(frames, stride, monkeypat
 def test_temporal_conv_uses_the_gemm_vjp_on_cpu_only(monkeypatch):
   x, kernel = jnp.ones((5, 2, 8, 3)), jnp.ones((9, 1, 3, 4))
   trace = lambda: str(jax.make_jaxpr(lambda x, k: models.stgcn.temporal_conv(x, k, 2))(x, kernel))
+  monkeypatch.setattr(models.stgcn.jax, "default_backend", lambda: "cpu")
   assert "custom_vjp" in trace()
   monkeypatch.setattr(models.stgcn.jax, "default_backend", lambda: "gpu")
   assert "custom_vjp" not in trace() and "conv_general_dilated" in trace()
@@ -307,6 +308,7 @@ def test_temporal_conv_method_picks_the_spectral_form_where_it_is_cheaper(monkey
   """'auto': spectral on CPU, float32, stride 1, wide layers (the encoder's blocks 9 and 10);
   direct for strided, narrow, even-kernel, bfloat16 and non-CPU; temporal_conv follows the form;
   a bad method names the config key."""
+  monkeypatch.setattr(models.stgcn.jax, "default_backend", lambda: "cpu")
   form = models.stgcn.temporal_conv_form
   f32, last = jnp.float32, (9, 1, 256, 256)
   assert models.stgcn.spectral_cost_share(13, 9, 256, 256) < 0.4
@@ -325,11 +327,12 @@ def test_temporal_conv_method_picks_the_spectral_form_where_it_is_cheaper(monkey
   assert form(13, last, 1, f32) == "direct" and "conv_general_dilated" in traced()
 
 
+@jax.default_matmul_precision("highest")  # no TF32 on GPUs
 def test_spectral_and_direct_encoders_agree():
   """The whole encoder with either form: same parameters, same outputs to float32 rounding."""
   x = _input("ntu", 20, 2)
-  spectral = models.ContrastiveNet(temporal_conv="spectral")
-  direct = models.ContrastiveNet(temporal_conv="direct")
+  spectral = models.ContrastiveNet(temporal_conv="spectral", memory_layout="joint_major")
+  direct = models.ContrastiveNet(temporal_conv="direct", memory_layout="joint_major")
   variables = jax.jit(functools.partial(direct.init, train=False))(_key(0), x)
   assert jax.tree_util.tree_structure(variables) == jax.tree_util.tree_structure(
       jax.jit(functools.partial(spectral.init, train=False))(_key(0), x))
@@ -340,9 +343,10 @@ def test_spectral_and_direct_encoders_agree():
 
 
 @pytest.mark.parametrize("c,d", [(3, 8), (8, 16), (8, 8), (8, 4)])
+@jax.default_matmul_precision("highest")  # no TF32 on GPUs
 def test_graph_conv_matches_its_definition(c, d):
-  """All three orders (gather once, gather first, transform first) against
-  out[w] = sum_k sum_v A[k, v, w] (x[v] W_k + b_k), written as loops."""
+  """All three orders (gather once, gather first, transform first), and the batch-major
+  layout's two, against out[w] = sum_k sum_v A[k, v, w] (x[v] W_k + b_k), written as loops."""
   rng = np.random.default_rng(0)
   x = rng.normal(size=(25, 2, 4, c))
   adjacency = graph.get_layout("ntu").adjacency() * rng.uniform(0.5, 2.0, size=(3, 25, 25))
@@ -354,9 +358,13 @@ def test_graph_conv_matches_its_definition(c, d):
       for v in range(25):
         expected[w] += adjacency[k, v, w] * (x[v] @ kernel[:, k * d:(k + 1) * d]
                                              + bias[k * d:(k + 1) * d])
-  got = models.stgcn.graph_conv(*(jnp.asarray(a, jnp.float32)
-                                  for a in (x, adjacency, kernel, bias)))
+  args = [jnp.asarray(a, jnp.float32) for a in (x, adjacency, kernel, bias)]
+  got = models.stgcn.graph_conv(*args)
   np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+  batch_major = models.stgcn.batch_major_graph_conv(jnp.transpose(args[0], (1, 2, 0, 3)),
+                                                    *args[1:])
+  np.testing.assert_allclose(jnp.transpose(batch_major, (2, 0, 1, 3)), expected, rtol=1e-4,
+                             atol=1e-4)
 
 
 def _reference_encoder(params, stats, x, layout):
@@ -387,16 +395,19 @@ def _reference_encoder(params, stats, x, layout):
   return jnp.transpose(h.reshape((n, m) + h.shape[1:]), (0, 1, 4, 2, 3))
 
 
-@pytest.mark.parametrize("layout,method", [("ntu", "direct"), ("msr", "spectral")])
-def test_encoder_matches_the_definition_layout_in_float64(layout, method):
-  """The joint-major encoder against `_reference_encoder`, perturbed parameters and random
-  BatchNorm statistics, computed in float64. The encoder returns float32, so the two agree to
-  one float32 rounding of the same float64 numbers: a wrong transpose, stride or subset would
-  show at 1e-2 or more."""
+@pytest.mark.parametrize("layout,method,memory_layout", [
+    ("ntu", "direct", "joint_major"), ("msr", "spectral", "joint_major"),
+    ("ntu", "direct", "batch_major")])
+def test_encoder_matches_the_definition_layout_in_float64(layout, method, memory_layout):
+  """Either memory layout's encoder against `_reference_encoder`, perturbed parameters and
+  random BatchNorm statistics, computed in float64. The encoder returns float32, so the two
+  agree to one float32 rounding of the same float64 numbers: a wrong transpose, stride or
+  subset would show at 1e-2 or more."""
   with jax.enable_x64(True):
     v = graph.get_layout(layout).num_joints
     x = jax.random.normal(_key(0), (2, 3, 20, v, 2), jnp.float64)
-    model = models.STGCN(layout=layout, dropout=0.0, dtype=jnp.float64, temporal_conv=method)
+    model = models.STGCN(layout=layout, dropout=0.0, dtype=jnp.float64, temporal_conv=method,
+                         memory_layout=memory_layout)
     variables = jax.jit(functools.partial(model.init, train=False))(_key(1), x)
     rng = np.random.default_rng(0)
     params = jax.tree.map(lambda a: a + rng.normal(0, 0.1, size=a.shape), variables["params"])
@@ -412,6 +423,34 @@ def test_encoder_matches_the_definition_layout_in_float64(layout, method):
     assert 0.2 < float(jnp.mean(want > 0)) < 0.8
     assert got.dtype == jnp.float32
     np.testing.assert_allclose(got, want.astype(jnp.float32), rtol=2e-7, atol=1e-7)
+
+
+def test_memory_layout_follows_the_backend(monkeypatch):
+  """'auto' is joint-major on CPU and batch-major on GPUs (the faster on each); a bad name and
+  the spectral form without the joint-major layout name their config keys; in train mode both
+  layouts give the same outputs and BatchNorm statistics."""
+  monkeypatch.setattr(models.stgcn.jax, "default_backend", lambda: "cpu")
+  assert models.stgcn.memory_layout("auto") == "joint_major"
+  assert models.stgcn.memory_layout("batch_major") == "batch_major"
+  monkeypatch.setattr(models.stgcn.jax, "default_backend", lambda: "gpu")
+  assert models.stgcn.memory_layout("auto") == "batch_major"
+  assert models.stgcn.memory_layout("joint_major") == "joint_major"
+  with pytest.raises(ValueError, match="model.memory_layout"):
+    models.stgcn.memory_layout("nhwc")
+  monkeypatch.undo()
+  x = _input("msr", 12, 1)
+  with pytest.raises(ValueError, match="model.temporal_conv='spectral'"):
+    models.STGCN(layout="msr", temporal_conv="spectral", memory_layout="batch_major").init(
+        _key(0), x, train=False)
+  nets = {name: models.STGCN(layout="msr", dropout=0.0, memory_layout=name)
+          for name in ("joint_major", "batch_major")}
+  variables = jax.jit(functools.partial(nets["joint_major"].init, train=False))(_key(0), x)
+  out = {name: jax.jit(functools.partial(net.apply, train=True, mutable=["batch_stats"]))(
+      variables, x) for name, net in nets.items()}
+  (dense_j, stats_j), (dense_b, stats_b) = out["joint_major"], out["batch_major"]
+  np.testing.assert_allclose(dense_b, dense_j, rtol=1e-4, atol=1e-5)
+  for a, b in zip(jax.tree.leaves(stats_b), jax.tree.leaves(stats_j)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_bfloat16_compute_keeps_float32_parameters_and_outputs():

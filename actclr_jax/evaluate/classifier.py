@@ -132,7 +132,7 @@ def build_classifier(config) -> stgcn.Classifier:
       num_classes=config.data.num_classes, layout=config.data.layout,
       hidden_channels=config.model.hidden_channels, out_channels=config.model.out_channels,
       dropout=config.eval.finetune.dropout, edge_importance=config.model.edge_importance,
-      temporal_conv=config.model.temporal_conv)
+      temporal_conv=config.model.temporal_conv, memory_layout=config.model.memory_layout)
 
 
 # Cached per (model, weight decay), so that finetune and semi in one process share the

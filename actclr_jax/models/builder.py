@@ -15,7 +15,7 @@ def build_model(config: ml_collections.ConfigDict, in_channels: int = 3) -> stgc
       hidden_channels=config.model.hidden_channels, out_channels=config.model.out_channels,
       dropout=config.model.dropout, edge_importance=config.model.edge_importance,
       projection_dim=config.model.projection_dim, dtype=compute_dtype(config),
-      temporal_conv=config.model.temporal_conv)
+      temporal_conv=config.model.temporal_conv, memory_layout=config.model.memory_layout)
 
 
 def compute_dtype(config: ml_collections.ConfigDict):

@@ -1,11 +1,16 @@
 """ST-GCN encoder (a quarter of the original width), projector and classifier.
 
 Batches come in as (N, C, T, V, M). Inside the encoder the M bodies are extra batch items
-and the layout is joint-major and channels-last, (V, N*M, T, C): each subset's graph
-aggregation is then one (W, V) x (V, N*M*T*C) matrix product with no transposes, and the
-temporal convolution sees images of N*M x T pixels, one per joint. The encoder returns the
-final dense feature map channels-first per body, (N, M, C, T', V), the map the actionlet
-(Eq. 3-5) and SAFP (Eq. 8) work on.
+and the features are channels-last, in one of two memory layouts (config key
+model.memory_layout; `memory_layout`):
+  * joint-major (V, N*M, T, C), on CPU: each subset's graph aggregation is one
+    (W, V) x (V, N*M*T*C) matrix product with no transposes, and the temporal convolution sees
+    images of N*M x T pixels, one per joint;
+  * batch-major (N*M, T, V, C), on GPUs, where cuDNN's convolutions and XLA's fusions run
+    faster in this layout (README, "On a GPU").
+The encoder returns the final dense feature map channels-first per body, (N, M, C, T', V), the
+map the actionlet (Eq. 3-5) and SAFP (Eq. 8) work on. Both layouts have the same parameters and
+compute the same function, up to float rounding and the dropout masks' draws.
 """
 
 from __future__ import annotations
@@ -41,6 +46,21 @@ def batch_norm(train: bool, name: str | None = None, dtype: Any = jnp.float32) -
                       dtype=dtype, param_dtype=jnp.float32, name=name)
 
 
+MEMORY_LAYOUTS = ("auto", "joint_major", "batch_major")
+
+
+def memory_layout(name: str = "auto") -> str:
+  """The encoder's resolved memory layout (config key model.memory_layout): "auto" is
+  "joint_major" on the CPU backend and "batch_major" elsewhere. On one H200 at batch 128
+  (README, "On a GPU"), batch-major MoCo v2 steps ran 1.07x (float32) and 1.31x (bfloat16) as
+  fast as joint-major ones; on CPU joint-major is the faster (README, "A joint-major layout")."""
+  if name not in MEMORY_LAYOUTS:
+    raise ValueError(f"config key model.memory_layout={name!r}: expected one of {MEMORY_LAYOUTS}")
+  if name == "auto":
+    return "joint_major" if jax.default_backend() == "cpu" else "batch_major"
+  return name
+
+
 # --------------------------------------------------------------------------- temporal conv
 #
 # The temporal convolution holds about 85% of the encoder's FLOPs. On CPU, XLA runs the forward
@@ -63,6 +83,14 @@ def _conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
   pad = (kernel_size - 1) // 2
   return jax.lax.conv_general_dilated(x, kernel.reshape(1, kernel_size, c, d), (1, stride),
                                       ((0, 0), (pad, pad)), dimension_numbers=_CONV_DIMS)
+
+
+def batch_major_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+  """The batch-major layout's temporal convolution, with XLA's VJP:
+  (B, T, V, C) * (K, 1, C, D) -> (B, T', V, D), 'same' padding over T."""
+  pad = (kernel.shape[0] - 1) // 2
+  return jax.lax.conv_general_dilated(x, kernel, (stride, 1), ((pad, pad), (0, 0)),
+                                      dimension_numbers=_CONV_DIMS)
 
 
 def _chunks(batch: int, bytes_per_item: int) -> int:
@@ -252,24 +280,33 @@ gemm_vjp_conv.defvjp(_temporal_conv_fwd, _temporal_conv_bwd)
 
 
 class TemporalConv(nn.Module):
-  """Convolution over time with a K-tap filter on joint-major (V, B, T, C), 'same' padding.
+  """Convolution over time with a K-tap filter, 'same' padding, on joint-major (V, B, T, C)
+  or batch-major (B, T, V, C) features.
 
   Parameters are nn.Conv's ('kernel' (K, 1, C_in, C_out), 'bias'); the computation is
-  `temporal_conv`, in `dtype`.
+  `temporal_conv` (joint-major) or `batch_major_conv`, in `dtype`.
   """
 
   features: int
   kernel_size: int = 9
   stride: int = 1
   dtype: Any = jnp.float32
-  method: str = "auto"  # temporal_conv's
+  method: str = "auto"  # temporal_conv's; batch-major has the direct form only
+  joint_major: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel = self.param("kernel", nn.initializers.lecun_normal(),
                         (self.kernel_size, 1, x.shape[-1], self.features), jnp.float32)
     bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
-    y = temporal_conv(x.astype(self.dtype), kernel.astype(self.dtype), self.stride, self.method)
+    x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+    if self.joint_major:
+      y = temporal_conv(x, kernel, self.stride, self.method)
+    elif self.method == "spectral":
+      raise ValueError("config key model.temporal_conv='spectral' needs model.memory_layout "
+                       "'joint_major' ('auto' is batch-major on this backend)")
+    else:
+      y = batch_major_conv(x, kernel, self.stride)
     return y + bias.astype(self.dtype)
 
 
@@ -329,8 +366,28 @@ def graph_conv(x: jax.Array, adjacency: jax.Array, kernel: jax.Array,
     return (out.reshape(w, b, t, d) + joint_bias[:, None, None, :]).astype(x.dtype)
 
 
+def batch_major_graph_conv(x: jax.Array, adjacency: jax.Array, kernel: jax.Array,
+                           bias: jax.Array) -> jax.Array:
+  """`graph_conv` on batch-major features: (B, T, V, C) -> (B, T, W, D).
+
+  Where C < D the aggregation runs first, on the narrower tensor:
+  sum_k (A_k^T x) W_k + sum_k colsum(A_k) b_k.
+  """
+  k, c = adjacency.shape[0], x.shape[-1]
+  d = kernel.shape[-1] // k
+  with jax.named_scope("graph_conv"):
+    if c >= d:
+      y = (x @ kernel + bias).reshape(x.shape[:3] + (k, d))
+      return jnp.einsum("btvkc,kvw->btwc", y, adjacency)
+    gathered = jnp.einsum("btvc,kvw->btwkc", x, adjacency).reshape(x.shape[:3] + (k * c,))
+    kernel_by_subset = kernel.reshape(c, k, d).transpose(1, 0, 2).reshape(k * c, d)
+    joint_bias = adjacency.sum(axis=1).T @ bias.reshape(k, d)  # (W, D)
+    return gathered @ kernel_by_subset + joint_bias
+
+
 class STGCNBlock(nn.Module):
-  """One spatial-temporal block on joint-major (V, B, T, C_in) -> (V, B, T', features).
+  """One spatial-temporal block, joint-major (V, B, T, C_in) -> (V, B, T', features) or
+  batch-major (B, T, V, C_in) -> (B, T', V, features).
 
   Graph conv (1x1 conv to K*features, aggregation with A * edge importance),
   then BN -> ReLU -> temporal conv -> BN -> dropout, plus the residual, then ReLU.
@@ -346,25 +403,28 @@ class STGCNBlock(nn.Module):
   temporal_kernel: int = 9
   dtype: Any = jnp.float32
   temporal_conv: str = "auto"
+  joint_major: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     adjacency = jnp.asarray(graph.get_layout(self.layout).adjacency())
     num_subsets, num_joints, _ = adjacency.shape
-    if x.shape[0] != num_joints:
+    joint_axis = 0 if self.joint_major else 2
+    if x.shape[joint_axis] != num_joints:
       raise ValueError(
-          f"STGCNBlock for layout {self.layout!r} expects {num_joints} joints on axis 0, "
-          f"got input of shape {x.shape}")
+          f"STGCNBlock for layout {self.layout!r} expects {num_joints} joints on axis "
+          f"{joint_axis}, got input of shape {x.shape}")
     if self.edge_importance:
       importance = self.param("edge_importance", nn.initializers.ones, adjacency.shape, jnp.float32)
       adjacency = adjacency * importance
 
     kernel, bias = DenseParams(x.shape[-1], num_subsets * self.features, name="gcn")()
-    y = graph_conv(*(a.astype(self.dtype) for a in (x, adjacency, kernel, bias)))
+    conv = graph_conv if self.joint_major else batch_major_graph_conv
+    y = conv(*(a.astype(self.dtype) for a in (x, adjacency, kernel, bias)))
     y = batch_norm(train, "tcn_bn1", self.dtype)(y)
     y = nn.relu(y)
     y = TemporalConv(self.features, self.temporal_kernel, self.stride, dtype=self.dtype,
-                     method=self.temporal_conv, name="tcn_conv")(y)
+                     method=self.temporal_conv, joint_major=self.joint_major, name="tcn_conv")(y)
     y = batch_norm(train, "tcn_bn2", self.dtype)(y)
     if self.dropout > 0:
       y = nn.Dropout(self.dropout, deterministic=not train)(y)
@@ -373,7 +433,8 @@ class STGCNBlock(nn.Module):
       if x.shape[-1] == self.features and self.stride == 1:
         res = x.astype(self.dtype)
       else:
-        res = nn.Dense(self.features, dtype=self.dtype, name="res_conv")(x[:, :, ::self.stride])
+        strided = x[:, :, ::self.stride] if self.joint_major else x[:, ::self.stride]
+        res = nn.Dense(self.features, dtype=self.dtype, name="res_conv")(strided)
         res = batch_norm(train, "res_bn", self.dtype)(res)
       y = y + res
     return nn.relu(y)
@@ -392,6 +453,7 @@ class STGCN(nn.Module):
   # Compute dtype (float32 | bfloat16); parameters, BN statistics and the output stay float32.
   dtype: Any = jnp.float32
   temporal_conv: str = "auto"  # `temporal_conv`'s method; the parameters are the same
+  memory_layout: str = "auto"  # `memory_layout`'s; the parameters are the same
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -403,8 +465,10 @@ class STGCN(nn.Module):
     n, c, t, v, m = x.shape
     # data_bn: one BN channel per (joint, xyz), statistics over N*M*T.
     x = jnp.transpose(x, (0, 4, 2, 3, 1)).reshape(n * m, t, v * c)
-    x = batch_norm(train, "data_bn")(x)
-    x = jnp.transpose(x.reshape(n * m, t, v, c), (2, 0, 1, 3))  # (V, N*M, T, C)
+    x = batch_norm(train, "data_bn")(x).reshape(n * m, t, v, c)
+    joint_major = memory_layout(self.memory_layout) == "joint_major"
+    if joint_major:
+      x = jnp.transpose(x, (2, 0, 1, 3))  # (V, N*M, T, C)
 
     channels = block_channels(self.hidden_channels, self.out_channels)
     for i, features in enumerate(channels, start=1):
@@ -418,10 +482,15 @@ class STGCN(nn.Module):
           temporal_kernel=self.temporal_kernel,
           dtype=self.dtype,
           temporal_conv=self.temporal_conv,
+          joint_major=joint_major,
           name=f"block{i}")(x, train=train)
 
-    x = x.astype(jnp.float32).reshape((v, n, m) + x.shape[2:])  # (V, N, M, T', C)
-    return jnp.transpose(x, (1, 2, 4, 3, 0))
+    x = x.astype(jnp.float32)
+    if joint_major:
+      x = x.reshape((v, n, m) + x.shape[2:])  # (V, N, M, T', C)
+      return jnp.transpose(x, (1, 2, 4, 3, 0))
+    x = x.reshape((n, m) + x.shape[1:])  # (N, M, T', V, C)
+    return jnp.transpose(x, (0, 1, 4, 2, 3))
 
 
 def encoder_from(module: nn.Module) -> "STGCN":
@@ -430,7 +499,7 @@ def encoder_from(module: nn.Module) -> "STGCN":
                hidden_channels=module.hidden_channels, out_channels=module.out_channels,
                dropout=module.dropout, edge_importance=module.edge_importance,
                temporal_kernel=module.temporal_kernel, dtype=module.dtype,
-               temporal_conv=module.temporal_conv)
+               temporal_conv=module.temporal_conv, memory_layout=module.memory_layout)
 
 
 def global_average_pool(h: jax.Array) -> jax.Array:
@@ -478,6 +547,7 @@ class ContrastiveNet(nn.Module):
   projection_dim: int = 128
   dtype: Any = jnp.float32  # the encoder's compute dtype; the projector runs in float32
   temporal_conv: str = "auto"
+  memory_layout: str = "auto"
 
   def setup(self):
     self.encoder = encoder_from(self)
@@ -511,6 +581,7 @@ class Classifier(nn.Module):
   temporal_kernel: int = 9
   dtype: Any = jnp.float32  # the encoder's compute dtype; the head runs in float32
   temporal_conv: str = "auto"
+  memory_layout: str = "auto"
 
   def setup(self):
     self.encoder = encoder_from(self)

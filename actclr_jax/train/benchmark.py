@@ -353,7 +353,10 @@ def main(argv):
   steps_fn = trainer.jit_train_steps(config, model, tx, ema_tx, layout, mesh)
   results = {"devices": [str(d) for d in jax.devices()], "batch_size": batch_size,
              "input_shape": list(shape), "compute_dtype": dtype,
+             "memory_layout": stgcn.memory_layout(config.model.memory_layout),
              "rng_impl": config.rng_impl, "jax": jax.__version__}
+  print(f"{jax.default_backend()}: {results['memory_layout']} encoder, {dtype}, batch "
+        f"{batch_size}, input {tuple(shape)}", flush=True)
   for name in FLAGS.variants:
     r = benchmark_variant(steps_fn, config, model, tx, x, batch, name)
     results[name] = r
