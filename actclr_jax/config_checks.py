@@ -7,6 +7,7 @@ import ml_collections
 
 from actclr_jax import augment, graph
 from actclr_jax.data import streams
+from actclr_jax.models import convolutions
 from actclr_jax.models import stgcn
 
 
@@ -20,7 +21,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       ("actionlet.smoothing", config.actionlet.smoothing, ("adjacency", "parts")),
       ("actionlet.grad_activation", config.actionlet.grad_activation, ("relu", "identity")),
       ("actionlet.placement", config.actionlet.placement, ("gradient", "random", "other_sample")),
-      ("model.temporal_conv", config.model.temporal_conv, stgcn.TEMPORAL_CONV_METHODS),
+      ("model.temporal_conv", config.model.temporal_conv, convolutions.TEMPORAL_CONV_METHODS),
       ("model.memory_layout", config.model.memory_layout, stgcn.MEMORY_LAYOUTS),
   ]
   for key, value, allowed in checks:

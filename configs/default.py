@@ -44,7 +44,7 @@ def get_config() -> ml_collections.ConfigDict:
   # The encoder's compute dtype: float32 | bfloat16 (for accelerators). Parameters, the
   # optimizer, BatchNorm statistics, the projector, losses, bank and actionlet stay float32.
   config.model.compute_dtype = "float32"
-  # The temporal convolution's form: auto | direct | spectral (models/stgcn.py,
+  # The temporal convolution's form: auto | direct | spectral (models/convolutions.py,
   # temporal_conv). The same function and parameters; "auto" takes the spectral form on CPU
   # where it needs fewer multiply-adds. Results before stop 25 were measured with "direct".
   config.model.temporal_conv = "auto"

@@ -259,11 +259,11 @@ def test_classifier():
 def test_temporal_conv_and_its_gradient_match_lax_conv(frames, stride, monkeypatch):
   """The hand-written VJP against autodiff of lax.conv_general_dilated; a small chunk budget
   makes the weight gradient accumulate over several batch chunks."""
-  monkeypatch.setattr(models.stgcn, "_WEIGHT_GRAD_CHUNK_BYTES", 2000)
+  monkeypatch.setattr(models.convolutions, "_WEIGHT_GRAD_CHUNK_BYTES", 2000)
   x = jax.random.normal(_key(0), (5, 4, frames, 3))
   kernel = jax.random.normal(_key(1), (9, 1, 3, 6)) * 0.3
   reference = lambda x, k: _reference_conv(x, k, stride)
-  ours = lambda x, k: models.stgcn.temporal_conv(x, k, stride)
+  ours = lambda x, k: models.convolutions.temporal_conv(x, k, stride)
   np.testing.assert_allclose(ours(x, kernel), reference(x, kernel), rtol=1e-5, atol=1e-5)
   assert ours(x, kernel).shape == (5, 4, -(-frames // stride), 6)
   weights = jax.random.normal(_key(2), reference(x, kernel).shape)
@@ -276,7 +276,8 @@ def test_temporal_conv_and_its_gradient_match_lax_conv(frames, stride, monkeypat
 
 def test_temporal_conv_uses_the_gemm_vjp_on_cpu_only(monkeypatch):
   x, kernel = jnp.ones((5, 2, 8, 3)), jnp.ones((9, 1, 3, 4))
-  trace = lambda: str(jax.make_jaxpr(lambda x, k: models.stgcn.temporal_conv(x, k, 2))(x, kernel))
+  trace = lambda: str(jax.make_jaxpr(
+      lambda x, k: models.convolutions.temporal_conv(x, k, 2))(x, kernel))
   monkeypatch.setattr(models.stgcn.jax, "default_backend", lambda: "cpu")
   assert "custom_vjp" in trace()
   monkeypatch.setattr(models.stgcn.jax, "default_backend", lambda: "gpu")
@@ -293,12 +294,12 @@ def test_spectral_conv_and_its_gradient_match_lax_conv_in_float64(frames, kernel
     x = jnp.asarray(rng.normal(size=(4, 3, frames, 5)))
     kernel = jnp.asarray(rng.normal(size=(kernel_size, 1, 5, 7)))
     reference = lambda x, k: _reference_conv(x, k, 1)
-    got, want = models.stgcn.spectral_conv(x, kernel), reference(x, kernel)
+    got, want = models.convolutions.spectral_conv(x, kernel), reference(x, kernel)
     assert got.dtype == jnp.float64 and got.shape == want.shape == (4, 3, frames, 7)
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
     weights = jnp.asarray(rng.normal(size=want.shape))
     loss = lambda f: (lambda x, k: jnp.sum(jnp.sin(f(x, k)) * weights))
-    got = jax.grad(loss(models.stgcn.spectral_conv), argnums=(0, 1))(x, kernel)
+    got = jax.grad(loss(models.convolutions.spectral_conv), argnums=(0, 1))(x, kernel)
     want = jax.grad(loss(reference), argnums=(0, 1))(x, kernel)
     for g, w in zip(got, want):
       np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-10)
@@ -309,10 +310,10 @@ def test_temporal_conv_method_picks_the_spectral_form_where_it_is_cheaper(monkey
   direct for strided, narrow, even-kernel, bfloat16 and non-CPU; temporal_conv follows the form;
   a bad method names the config key."""
   monkeypatch.setattr(models.stgcn.jax, "default_backend", lambda: "cpu")
-  form = models.stgcn.temporal_conv_form
+  form = models.convolutions.temporal_conv_form
   f32, last = jnp.float32, (9, 1, 256, 256)
-  assert models.stgcn.spectral_cost_share(13, 9, 256, 256) < 0.4
-  assert models.stgcn.spectral_cost_share(50, 9, 16, 16) > 1
+  assert models.convolutions.spectral_cost_share(13, 9, 256, 256) < 0.4
+  assert models.convolutions.spectral_cost_share(50, 9, 16, 16) > 1
   assert form(13, last, 1, f32) == form(13, (9, 1, 64, 64), 1, f32) == "spectral"
   assert form(50, (9, 1, 16, 16), 1, f32) == form(26, last, 2, f32) == "direct"
   assert form(13, last, 1, jnp.bfloat16) == form(13, last, 1, f32, "direct") == "direct"
@@ -320,7 +321,7 @@ def test_temporal_conv_method_picks_the_spectral_form_where_it_is_cheaper(monkey
   assert form(50, (9, 1, 16, 16), 1, f32, "spectral") == "spectral"
   with pytest.raises(ValueError, match="model.temporal_conv"):
     form(13, last, 1, f32, "fft")
-  traced = lambda: str(jax.make_jaxpr(lambda x, k: models.stgcn.temporal_conv(x, k, 1))(
+  traced = lambda: str(jax.make_jaxpr(lambda x, k: models.convolutions.temporal_conv(x, k, 1))(
       jnp.ones((25, 2, 13, 256)), jnp.ones(last)))
   assert "conv_general_dilated" not in traced()
   monkeypatch.setattr(models.stgcn.jax, "default_backend", lambda: "gpu")
@@ -359,9 +360,9 @@ def test_graph_conv_matches_its_definition(c, d):
         expected[w] += adjacency[k, v, w] * (x[v] @ kernel[:, k * d:(k + 1) * d]
                                              + bias[k * d:(k + 1) * d])
   args = [jnp.asarray(a, jnp.float32) for a in (x, adjacency, kernel, bias)]
-  got = models.stgcn.graph_conv(*args)
+  got = models.convolutions.graph_conv(*args)
   np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
-  batch_major = models.stgcn.batch_major_graph_conv(jnp.transpose(args[0], (1, 2, 0, 3)),
+  batch_major = models.convolutions.batch_major_graph_conv(jnp.transpose(args[0], (1, 2, 0, 3)),
                                                     *args[1:])
   np.testing.assert_allclose(jnp.transpose(batch_major, (2, 0, 1, 3)), expected, rtol=1e-4,
                              atol=1e-4)

@@ -1,4 +1,5 @@
-"""The ST-GCN encoder, projector and classifier (see stgcn.py)."""
+"""The ST-GCN encoder, projector and classifier (stgcn.py), and its convolutions' array forms
+(convolutions.py)."""
 
 from actclr_jax.models.stgcn import block_channels
 from actclr_jax.models.stgcn import Classifier

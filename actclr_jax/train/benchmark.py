@@ -47,6 +47,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from actclr_jax import graph, parallel
 from actclr_jax.models import builder
+from actclr_jax.models import convolutions
 from actclr_jax.models import stgcn
 from actclr_jax.train import state as state_lib
 from actclr_jax.train import trainer
@@ -283,13 +284,14 @@ def benchmark_temporal_conv_forms(model, frames: int, joints: int, bodies_in_bat
     out_shape = shape[:2] + (-(-shape[2] // stride), features)
     g = jnp.asarray(rng.normal(size=out_shape).astype(np.float32))
     row = {"input": list(shape), "features": features, "stride": stride,
-           "auto": stgcn.temporal_conv_form(shape[2], kernel.shape, stride, kernel.dtype)}
+           "auto": convolutions.temporal_conv_form(shape[2], kernel.shape, stride, kernel.dtype)}
     methods = ("direct",)
     if stride == 1:  # the spectral form exists for stride-1 layers only
       methods = ("direct", "spectral")
-      row["spectral_cost_share"] = stgcn.spectral_cost_share(shape[2], k, shape[-1], features)
+      row["spectral_cost_share"] = convolutions.spectral_cost_share(shape[2], k, shape[-1],
+                                                                    features)
     for method in methods:
-      conv = lambda x, w, m=method: stgcn.temporal_conv(x, w, stride, m)
+      conv = lambda x, w, m=method: convolutions.temporal_conv(x, w, stride, m)
       forward = jax.jit(conv)
       vjp = jax.jit(lambda x, w, g, c=conv: jax.vjp(c, x, w)[1](g))
       row[method] = {"forward_seconds": _median_seconds(forward, x, kernel),
