@@ -57,6 +57,13 @@ def negative_similarity(z: jax.Array, bank: jax.Array,
   return mean, hardest
 
 
+def pairwise_similarity(z: jax.Array) -> jax.Array:
+  """Mean cosine similarity over the distinct pairs of (N, D) unit vectors, N >= 2 (how
+  narrow a cone a batch of keys fills)."""
+  n = z.shape[0]
+  return (jnp.sum(z @ z.T) - jnp.sum(z * z)) / (n * (n - 1))
+
+
 def similarity_mining(z_q: jax.Array, z_k: jax.Array, bank: jax.Array, tau_q: float,
                       tau_k: float, valid: jax.Array | None = None) -> jax.Array:
   """Eq. 9: mean over i of -sum_j p_k^ij log p_q^ij over the memory bank.

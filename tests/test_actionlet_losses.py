@@ -85,6 +85,15 @@ def test_similarity_mining_is_cross_entropy_of_bank_distributions():
   assert not np.asarray(grad_k).any()
 
 
+def test_pairwise_similarity_averages_distinct_pairs():
+  z = jnp.asarray([[1.0, 0.0], [0.6, 0.8], [-1.0, 0.0]])
+  # pairs (0, 1) 0.6, (0, 2) -1, (1, 2) -0.6; each vector's similarity to itself is left out.
+  np.testing.assert_allclose(float(losses.pairwise_similarity(z)), (0.6 - 1.0 - 0.6) / 3,
+                             rtol=1e-6)
+  np.testing.assert_allclose(float(losses.pairwise_similarity(jnp.tile(z[:1], (4, 1)))), 1.0,
+                             rtol=1e-6)
+
+
 def test_negative_similarity_averages_and_maxes_over_valid_entries_only():
   z = jnp.asarray([[1.0, 0.0], [0.0, 1.0]])
   bank = jnp.asarray([[1.0, 0.0], [0.6, 0.8], [-1.0, 0.0]])

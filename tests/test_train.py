@@ -54,6 +54,8 @@ def test_step_updates_offline_network_by_the_ema_formula(use_actionlet):
   assert any(jax.tree.leaves(changed))
   if use_actionlet:
     assert 0.0 < float(metrics["actionlet_area"]) < 1.0
+    assert -1.0 <= float(metrics["gap_key_similarity"]) <= 1.0
+  assert -1.0 <= float(metrics["key_similarity"]) <= 1.0
   # The bank records whose keys it holds; none of them is in it yet at the first step.
   np.testing.assert_array_equal(new.bank_index[:8], np.arange(8))
   assert (np.asarray(new.bank_index[8:]) == -1).all()

@@ -101,6 +101,8 @@ def train_step(state: TrainState, batch: dict, *, config: ml_collections.ConfigD
       z_safp = model.apply(offline, stgcn.weighted_pool(dense, mask_dense), method=model.project)
       mix = config.actionlet.safp_gap_mix
       z_k = mix * out_k["z"] + (1.0 - mix) * z_safp
+      metrics["gap_key_similarity"] = losses.pairwise_similarity(
+          losses.l2_normalize(out_k["z"]))
     else:
       z_k = out_k["z"]
     if config.actionlet.mats:
@@ -112,6 +114,7 @@ def train_step(state: TrainState, batch: dict, *, config: ml_collections.ConfigD
     z_k = out_k["z"]
     x_q = augment.query_view(query_rng, x, layout, aug)
   z_k = jax.lax.stop_gradient(losses.l2_normalize(z_k))
+  metrics["key_similarity"] = losses.pairwise_similarity(z_k)
   valid = losses.bank_mask(state.bank_index, index, config.moco.exclude_unfilled_bank)
 
   def loss_fn(params):
