@@ -7,7 +7,7 @@ model.memory_layout; `memory_layout`):
     (W, V) x (V, N*M*T*C) matrix product with no transposes, and the temporal convolution sees
     images of N*M x T pixels, one per joint;
   * batch-major (N*M, T, V, C), on GPUs, where cuDNN's convolutions and XLA's fusions run
-    faster in this layout (README, "On a GPU").
+    faster in this layout (README, "On a GPU again").
 The encoder returns the final dense feature map channels-first per body, (N, M, C, T', V), the
 map the actionlet (Eq. 3-5) and SAFP (Eq. 8) work on. Both layouts have the same parameters and
 compute the same function, up to float rounding and the dropout masks' draws.
@@ -52,8 +52,9 @@ MEMORY_LAYOUTS = ("auto", "joint_major", "batch_major")
 def memory_layout(name: str = "auto") -> str:
   """The encoder's resolved memory layout (config key model.memory_layout): "auto" is
   "joint_major" on the CPU backend and "batch_major" elsewhere. On one H200 at batch 128
-  (README, "On a GPU"), batch-major MoCo v2 steps ran 1.07x (float32) and 1.31x (bfloat16) as
-  fast as joint-major ones; on CPU joint-major is the faster (README, "A joint-major layout")."""
+  (README, "On a GPU again"), batch-major MoCo v2 steps ran 1.07x (float32) and 1.31x
+  (bfloat16) as fast as joint-major ones; on CPU joint-major is the faster (README, "A
+  joint-major layout")."""
   if name not in MEMORY_LAYOUTS:
     raise ValueError(f"config key model.memory_layout={name!r}: expected one of {MEMORY_LAYOUTS}")
   if name == "auto":
