@@ -51,8 +51,8 @@ bench() {  # dtype, extra flags...
   [[ " $PROFILE_DTYPES " == *" $dtype "* ]] && profile=(--profile --trace_dir="/tmp/trace_$dtype")
   stamp "train step, $dtype, batch $BATCH"
   timeout "$STAGE_LIMIT" python3 -m actclr_jax.train.benchmark --batch_size="$BATCH" \
-    --steps="${STEPS:-30}" --compute_dtype="$dtype" --accelerator=h200_sxm "${profile[@]}" "$@" 2>&1 | quiet | grep -v -E "^ +@ |^  File " \
-    | tee -a "$OUT/bench.txt"
+    --steps="${STEPS:-30}" --compute_dtype="$dtype" --accelerator=h200_sxm "${profile[@]}" "$@" \
+    2>&1 | quiet | grep -v -E "^ +@ |^  File " | tee -a "$OUT/bench.txt"
 }
 bench float32 --inference_batch_sizes=1024
 bench bfloat16
@@ -66,16 +66,17 @@ if [ -n "${BASE:-}" ]; then
     stamp "train step of $BASE, $dtype, batch $BATCH"
     ( cd "$BASE" && timeout "$STAGE_LIMIT" python3 -m actclr_jax.train.benchmark \
         --batch_size="$BATCH" --steps="${STEPS:-30}" --compute_dtype="$dtype" \
-        --accelerator=h200_sxm 2>&1 | quiet | grep -E "samples/s|compile" ) | tee -a "$OUT/bench.txt"
+        --accelerator=h200_sxm 2>&1 | quiet | grep -E "samples/s|compile|Error" ) \
+      | tee -a "$OUT/bench.txt"
   done
 fi
 
 if [ -n "${TESTS:-}" ]; then
   stamp "tests on $(python3 -c 'import jax; print(jax.default_backend())' 2>/dev/null): $TESTS"
+  # One process (-n 0): xdist workers would each take most of the GPU's memory.
   # shellcheck disable=SC2086  # TESTS is a pytest argument list
-  # One process: xdist workers would each take most of the GPU's memory.
-  timeout "${TESTS_LIMIT:-120}" python3 -m pytest -q -p no:cacheprovider -n 0 $TESTS ${TESTS_K:+-k "$TESTS_K"} 2>&1 | quiet \
-    | tail -15 | tee -a "$OUT/bench.txt"
+  timeout "${TESTS_LIMIT:-120}" python3 -m pytest -q -p no:cacheprovider -n 0 $TESTS \
+    ${TESTS_K:+-k "$TESTS_K"} 2>&1 | quiet | tail -15 | tee -a "$OUT/bench.txt"
 fi
 
 if [ -n "${LOADER:-}" ]; then
