@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from actclr_jax import config_checks, schedules
+from actclr_jax import config_checks, losses, schedules
 from actclr_jax.data import io
 from actclr_jax.train import step as step_lib
 from actclr_jax.train import trainer
@@ -54,8 +54,9 @@ def test_step_updates_offline_network_by_the_ema_formula(use_actionlet):
   assert any(jax.tree.leaves(changed))
   if use_actionlet:
     assert 0.0 < float(metrics["actionlet_area"]) < 1.0
-    assert -1.0 <= float(metrics["gap_key_similarity"]) <= 1.0
-  assert -1.0 <= float(metrics["key_similarity"]) <= 1.0
+  # key_similarity is measured on the keys the step writes into the bank.
+  np.testing.assert_allclose(float(metrics["key_similarity"]),
+                             float(losses.pairwise_similarity(new.bank[:8])), rtol=1e-5)
   # The bank records whose keys it holds; none of them is in it yet at the first step.
   np.testing.assert_array_equal(new.bank_index[:8], np.arange(8))
   assert (np.asarray(new.bank_index[8:]) == -1).all()
@@ -66,6 +67,20 @@ def test_step_updates_offline_network_by_the_ema_formula(use_actionlet):
       metrics["hardest_negative_similarity"]) <= 1.0
   again, metrics = step(new, make_batch(x))
   assert float(metrics["own_keys_in_bank"]) == 1.0  # each query's previous key, left out
+
+
+def test_gap_key_similarity_is_that_of_the_keys_without_safp():
+  """With safp_gap_mix=1 the key is the offline network's GAP key, so the two similarities
+  are one number; with the default SAFP key they differ."""
+  config, gap_step = _compiled_step(True, overrides=(("actionlet.safp_gap_mix", 1.0),))
+  _, _, _, _, state, x = init_state(config)
+  _, metrics = gap_step(state, make_batch(x))
+  np.testing.assert_allclose(float(metrics["gap_key_similarity"]),
+                             float(metrics["key_similarity"]), rtol=1e-5)
+  _, safp_metrics = _compiled_step(True)[1](state, make_batch(x))
+  np.testing.assert_allclose(float(safp_metrics["gap_key_similarity"]),
+                             float(metrics["gap_key_similarity"]), rtol=1e-5)
+  assert abs(float(safp_metrics["key_similarity"]) - float(metrics["key_similarity"])) > 1e-4
 
 
 @pytest.mark.parametrize("use_actionlet", [False, True])
