@@ -10,6 +10,8 @@ from actclr_jax.data import streams
 from actclr_jax.models import convolutions
 from actclr_jax.models import stgcn
 
+CENTER_PROJECTIONS = ("none", "phase2", "always")
+
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Checks config values that would otherwise fail late, inside compilation."""
@@ -17,6 +19,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   checks = [
       ("data.stream", config.data.stream, streams.STREAMS),
       ("optimizer", config.optimizer, ("sgd", "adam")),
+      ("loss.center_projections", config.loss.center_projections, CENTER_PROJECTIONS),
       ("actionlet.anchor", config.actionlet.anchor, ("dataset", "batch")),
       ("actionlet.smoothing", config.actionlet.smoothing, ("adjacency", "parts")),
       ("actionlet.grad_activation", config.actionlet.grad_activation, ("relu", "identity")),

@@ -19,6 +19,11 @@ def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
   return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
 
 
+def center(z: jax.Array) -> jax.Array:
+  """(N, D) projections minus their mean over the batch: removes the direction all share."""
+  return z - jnp.mean(z, axis=0, keepdims=True)
+
+
 def bank_mask(bank_index: jax.Array, sample_index: jax.Array,
               exclude_unfilled: bool = False) -> jax.Array:
   """(N, K) bool: True where bank row k may serve query i, i.e. holds another sample's key.

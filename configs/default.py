@@ -82,6 +82,11 @@ def get_config() -> ml_collections.ConfigDict:
   # losses"). `--config.loss.mining_weight=1.0` restores the paper's loss.
   config.loss.mining_weight = 0.0
   config.loss.tau_q = 0.1
+  # Subtract each batch's mean projection from the queries and, separately, from the keys
+  # before normalising them: none | phase2 (the actionlet phase only) | always. In phase 2 the
+  # keys crowd into a narrow cone (README, "The keys crowd among themselves"), which InfoNCE
+  # cannot see; centring removes the shared direction. Off: the paper's loss.
+  config.loss.center_projections = "none"
   config.loss.tau_k = 0.04
 
   config.actionlet = ml_collections.ConfigDict()

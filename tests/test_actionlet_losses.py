@@ -94,6 +94,19 @@ def test_pairwise_similarity_averages_distinct_pairs():
                              rtol=1e-6)
 
 
+def test_center_removes_the_direction_the_batch_shares():
+  z = jnp.asarray([[1.0, 2.0], [3.0, -2.0], [2.0, 3.0]])
+  np.testing.assert_allclose(np.asarray(losses.center(z)),
+                             [[-1.0, 1.0], [1.0, -3.0], [0.0, 2.0]], atol=1e-6)
+  shifted = z + jnp.asarray([[40.0, -7.0]])
+  np.testing.assert_allclose(np.asarray(losses.center(shifted)), np.asarray(losses.center(z)),
+                             atol=1e-5)
+  # A cone (a large shared direction) becomes vectors whose pairwise cosines average below 0.
+  cone = losses.l2_normalize(shifted)
+  assert float(losses.pairwise_similarity(cone)) > 0.9
+  assert float(losses.pairwise_similarity(losses.l2_normalize(losses.center(shifted)))) < 0.0
+
+
 def test_negative_similarity_averages_and_maxes_over_valid_entries_only():
   z = jnp.asarray([[1.0, 0.0], [0.0, 1.0]])
   bank = jnp.asarray([[1.0, 0.0], [0.6, 0.8], [-1.0, 0.0]])

@@ -120,6 +120,36 @@ def test_random_placement_changes_the_actclr_step_and_keeps_the_actionlet_area()
     config_checks.validate_config(moved)
 
 
+def test_center_projections_centres_the_keys_of_the_phases_it_names():
+  """loss.center_projections=phase2 leaves the MoCo v2 step bit-identical and, in the ActCLR
+  step, writes batch-centred keys (pairwise cosine below 0) whose uncentred similarity is the
+  default step's; always centres the MoCo v2 step's keys too; a bad value names its key."""
+  for use_actionlet in (False, True):
+    config, step = _compiled_step(use_actionlet)
+    _, _, _, _, state, x = init_state(config)
+    new, metrics = step(state, make_batch(x))
+    _, centred_step = _compiled_step(use_actionlet,
+                                     overrides=(("loss.center_projections", "phase2"),))
+    centred, centred_metrics = centred_step(state, make_batch(x))
+    if not use_actionlet:
+      np.testing.assert_array_equal(np.asarray(centred.bank), np.asarray(new.bank))
+      assert "uncentered_key_similarity" not in centred_metrics
+      _, always_step = _compiled_step(False, overrides=(("loss.center_projections", "always"),))
+      always, always_metrics = always_step(state, make_batch(x))
+      assert not np.allclose(np.asarray(always.bank[:8]), np.asarray(new.bank[:8]), atol=1e-4)
+      assert float(always_metrics["key_similarity"]) < 0.0
+      continue
+    np.testing.assert_allclose(float(centred_metrics["uncentered_key_similarity"]),
+                               float(metrics["key_similarity"]), rtol=1e-5)
+    np.testing.assert_allclose(float(centred_metrics["key_similarity"]),
+                               float(losses.pairwise_similarity(centred.bank[:8])), rtol=1e-5)
+    assert float(centred_metrics["key_similarity"]) < 0.0 < float(metrics["key_similarity"])
+  bad = config.copy_and_resolve_references()
+  bad.loss.center_projections = "phase3"
+  with pytest.raises(ValueError, match=r"config key loss\.center_projections='phase3'"):
+    config_checks.validate_config(bad)
+
+
 def test_phase_two_restarts_the_learning_rate_schedule(tmp_path):
   config = tiny_config(tmp_path)
   config.learning_rate, config.batch_size = 0.1, 128

@@ -113,6 +113,12 @@ def train_step(state: TrainState, batch: dict, *, config: ml_collections.ConfigD
   else:
     z_k = out_k["z"]
     x_q = augment.query_view(query_rng, x, layout, aug)
+  center = (config.loss.center_projections == "always"
+            or (config.loss.center_projections == "phase2" and use_actionlet))
+  if center:
+    metrics["uncentered_key_similarity"] = losses.pairwise_similarity(
+        losses.l2_normalize(z_k))
+    z_k = losses.center(z_k)
   z_k = jax.lax.stop_gradient(losses.l2_normalize(z_k))
   metrics["key_similarity"] = losses.pairwise_similarity(z_k)
   valid = losses.bank_mask(state.bank_index, index, config.moco.exclude_unfilled_bank)
@@ -121,7 +127,7 @@ def train_step(state: TrainState, batch: dict, *, config: ml_collections.ConfigD
     out_q, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, x_q,
                                  train=True, mutable=["batch_stats"],
                                  rngs={"dropout": query_dropout})
-    z_q = losses.l2_normalize(out_q["z"])
+    z_q = losses.l2_normalize(losses.center(out_q["z"]) if center else out_q["z"])
     nce = losses.info_nce(z_q, z_k, state.bank, config.moco.temperature, valid)
     mining = losses.similarity_mining(z_q, z_k, state.bank, config.loss.tau_q, config.loss.tau_k,
                                       valid)
