@@ -20,6 +20,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       ("data.stream", config.data.stream, streams.STREAMS),
       ("optimizer", config.optimizer, ("sgd", "adam")),
       ("loss.center_projections", config.loss.center_projections, CENTER_PROJECTIONS),
+      ("actionlet.safp_norm", config.actionlet.safp_norm, ("none", "gap")),
       ("actionlet.anchor", config.actionlet.anchor, ("dataset", "batch")),
       ("actionlet.smoothing", config.actionlet.smoothing, ("adjacency", "parts")),
       ("actionlet.grad_activation", config.actionlet.grad_activation, ("relu", "identity")),

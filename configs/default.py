@@ -101,6 +101,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.actionlet.mats = True
   config.actionlet.safp = True
   config.actionlet.safp_gap_mix = 0.0  # the authors' code: 0.5 * head(GAP) + 0.5 * head(SAFP)
+  # The SAFP feature's scale before the projector: none (Eq. 8's weighted mean, the paper) | gap
+  # (rescaled per sample to the norm of the same network's GAP feature). The features inside
+  # the actionlet are 3-5x larger than the average the projector is trained on (README, "The
+  # SAFP feature's scale").
+  config.actionlet.safp_norm = "none"
   # gradient: the paper's actionlet. Ablations, applied before SAFP and MATS use the mask:
   # random (the same mask at random joints and frames, actionlet.relocate), other_sample (the
   # next sample's actionlet in the batch, actionlet.borrow).

@@ -204,6 +204,13 @@ def test_weighted_pool():
   assert np.all(np.asarray(models.weighted_pool(h, jnp.zeros((2, 2, 4, 5)))) == 0)
 
 
+def test_match_norm_keeps_the_direction_and_takes_the_reference_norm():
+  feature = jnp.asarray([[3.0, 4.0], [0.0, 0.0], [1.0, 0.0]])
+  reference = jnp.asarray([[0.0, 10.0], [1.0, 1.0], [0.3, 0.4]])
+  np.testing.assert_allclose(np.asarray(models.stgcn.match_norm(feature, reference)),
+                             [[6.0, 8.0], [0.0, 0.0], [0.5, 0.0]], rtol=1e-6)
+
+
 def test_project_method_and_param_names():
   model, variables, apply = _contrastive()
   assert set(variables["params"]) == {"encoder", "projector"}

@@ -150,6 +150,36 @@ def test_center_projections_centres_the_keys_of_the_phases_it_names():
     config_checks.validate_config(bad)
 
 
+def test_safp_norm_rescales_the_safp_key_only():
+  """actionlet.safp_norm=gap changes the ActCLR step's SAFP keys, not the GAP ones (whose
+  similarity it leaves as it was); with the GAP key (safp_gap_mix=1) the keys are unchanged."""
+  config, step = _compiled_step(True)
+  _, _, _, _, state, x = init_state(config)
+  # At init the projector's biases are zero, so it is positively homogeneous and a key's scale
+  # does not reach its direction; trained biases make it matter.
+  ema = jax.tree.map(lambda a: a, state.ema_state.ema)
+  for layer in ("fc1", "fc2"):
+    bias = ema["projector"][layer]["bias"]
+    ema["projector"][layer]["bias"] = 0.5 + jnp.zeros_like(bias)
+  state = state.replace(ema_state=state.ema_state._replace(ema=ema))
+  new, metrics = step(state, make_batch(x))
+  _, scaled_step = _compiled_step(True, overrides=(("actionlet.safp_norm", "gap"),))
+  scaled, scaled_metrics = scaled_step(state, make_batch(x))
+  assert not np.allclose(np.asarray(scaled.bank[:8]), np.asarray(new.bank[:8]), atol=1e-4)
+  np.testing.assert_allclose(float(scaled_metrics["gap_key_similarity"]),
+                             float(metrics["gap_key_similarity"]), rtol=1e-6)
+  overrides = (("actionlet.safp_gap_mix", 1.0),)
+  gap_keys = _compiled_step(True, overrides=overrides)[1](state, make_batch(x))[0].bank[:8]
+  scaled_gap_keys = _compiled_step(True, overrides=overrides + (("actionlet.safp_norm", "gap"),))[
+      1](state, make_batch(x))[0].bank[:8]
+  np.testing.assert_allclose(np.asarray(scaled_gap_keys), np.asarray(gap_keys), rtol=1e-5,
+                             atol=1e-6)
+  bad = config.copy_and_resolve_references()
+  bad.actionlet.safp_norm = "unit"
+  with pytest.raises(ValueError, match=r"config key actionlet\.safp_norm='unit'"):
+    config_checks.validate_config(bad)
+
+
 def test_phase_two_restarts_the_learning_rate_schedule(tmp_path):
   config = tiny_config(tmp_path)
   config.learning_rate, config.batch_size = 0.1, 128

@@ -241,6 +241,12 @@ def weighted_pool(h: jax.Array, weights: jax.Array, eps: float = 1e-6) -> jax.Ar
   return (h * w).sum(axis=(1, 3, 4)) / (w.sum(axis=(1, 3, 4)) + eps)
 
 
+def match_norm(feature: jax.Array, reference: jax.Array, eps: float = 1e-12) -> jax.Array:
+  """(N, C) feature rescaled per sample to the L2 norm of (N, C) reference; direction kept."""
+  norm = lambda a: jnp.linalg.norm(a, axis=-1, keepdims=True)
+  return feature * (norm(reference) / jnp.maximum(norm(feature), eps))
+
+
 def frame_pool(h: jax.Array) -> jax.Array:
   """(N, M, C, T', V) -> (N, T', C): mean over V and M, time kept."""
   return jnp.transpose(h.mean(axis=(1, 4)), (0, 2, 1))

@@ -98,7 +98,10 @@ def train_step(state: TrainState, batch: dict, *, config: ml_collections.ConfigD
     elif config.actionlet.placement == "other_sample":
       mask_dense, mask_input = actionlet.borrow(mask_dense, mask_input, present)
     if config.actionlet.safp:
-      z_safp = model.apply(offline, stgcn.weighted_pool(dense, mask_dense), method=model.project)
+      pooled = stgcn.weighted_pool(dense, mask_dense)
+      if config.actionlet.safp_norm == "gap":
+        pooled = stgcn.match_norm(pooled, out_k["feature"])
+      z_safp = model.apply(offline, pooled, method=model.project)
       mix = config.actionlet.safp_gap_mix
       z_k = mix * out_k["z"] + (1.0 - mix) * z_safp
       metrics["gap_key_similarity"] = losses.pairwise_similarity(
