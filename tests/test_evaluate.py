@@ -10,7 +10,8 @@ import optax
 import pytest
 
 from actclr_jax import schedules
-from actclr_jax.evaluate import classifier, ensemble, knn, linear, metrics, nuisance, semi
+from actclr_jax.evaluate import (classifier, ensemble, geometry, knn, linear, metrics, nuisance,
+                                 semi)
 
 
 def _blobs(rng, centers, n, noise):
@@ -296,6 +297,25 @@ def test_ensemble_errors():
     ensemble.ensemble_logits({"joint": eye, "bone": eye, "motion": eye[:2]})
   with pytest.raises(ValueError, match="extra"):
     ensemble.ensemble_logits({"joint": eye, "bone": eye, "motion": eye, "extra": eye})
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+def test_bank_class_similarity_known_values():
+  bank = np.asarray([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0], [1.0, 0.0], [0.0, -1.0]])
+  index = np.asarray([0, 1, 2, 0, -1])  # row 3 is sample 0's older key; row 4 never filled
+  labels = np.asarray([0, 0, 1])
+  result = geometry.bank_class_similarity(bank, index, labels)
+  # same class, other samples: (0, 1) 0.6 and (3, 1) 0.6, each both ways; rows 0 and 3 are
+  # one sample's keys and do not count.
+  assert result["same"] == pytest.approx(0.6)
+  # other classes: row 2 against rows 0, 1, 3: 0, 0.8, 0.
+  assert result["other"] == pytest.approx(0.8 / 3)
+  assert geometry.bank_class_similarity(bank, np.full(5, -1), labels) == {"same": None,
+                                                                          "other": None}
+  assert geometry.mean_pairwise_cosine(np.asarray([[2.0, 0.0], [0.0, 3.0], [-1.0, 0.0]])) == \
+      pytest.approx((0.0 - 1.0 + 0.0) / 3)
 
 
 # ----------------------------------------------------------------------------- nuisance probe

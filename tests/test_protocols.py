@@ -13,7 +13,8 @@ import pytest
 
 from actclr_jax import parallel
 from actclr_jax.data import io, untrimmed
-from actclr_jax.evaluate import evaluators, features, metrics, monitor, pretrained, segment, semi
+from actclr_jax.evaluate import (evaluators, features, geometry, metrics, monitor, pretrained,
+                                 segment, semi)
 from actclr_jax.models import builder
 from actclr_jax.train import trainer
 from tests.conftest import eval_config, restore_params
@@ -238,6 +239,24 @@ def test_visualize(run_dir):
   pre = pretrained.restore(workdir, config)
   assert out["actionlet_iou"] == pytest.approx(watched.actionlet_iou(pre)["actionlet_iou"])
   assert 0.0 < out["actionlet_area"] < 1.0
+
+
+def test_geometry_measures_every_checkpoint(run_dir):
+  """One record per checkpoint, in geometry.json; the offline network's SAFP feature is the
+  actionlet-weighted mean, so its norm is positive; a missing step names the checkpoint path."""
+  config, workdir = run_dir
+  steps = pretrained.checkpoint_steps(workdir)
+  records = geometry.measure(workdir, config, batches=2)
+  assert [r["step"] for r in records] == steps and steps
+  with open(os.path.join(workdir, "eval", "geometry.json")) as f:
+    assert json.load(f) == records
+  for r in records:
+    for key in ("val_encoder_pairwise", "val_projector_pairwise", "offline_z_gap_pairwise",
+                "offline_z_safp_pairwise", "bank_same", "bank_other"):
+      assert r[key] is None if key.startswith("bank") and r["step"] == 0 else -1 <= r[key] <= 1
+    assert r["offline_safp_norm"] > 0 and r["offline_gap_norm"] > 0
+  with pytest.raises(io.DataError, match=r"checkpoints/12345: no such checkpoint"):
+    pretrained.restore_state(workdir, config, 12345)
 
 
 def test_bad_inputs(run_dir, tmp_path):

@@ -95,15 +95,26 @@ def _pretrained_with(checkpoint: str) -> str:
     return ""
 
 
-def restore(workdir: str, config: ml_collections.ConfigDict) -> Pretrained:
-  """Restores the latest checkpoint of `{workdir}/checkpoints` and checks it fits the config."""
+def checkpoint_steps(workdir: str) -> list[int]:
+  """The steps of `{workdir}/checkpoints`, oldest first ([] when there is none)."""
+  directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+  return sorted(ocp.CheckpointManager(directory).all_steps()) if os.path.isdir(directory) else []
+
+
+def restore_state(workdir: str, config: ml_collections.ConfigDict,
+                  step: int | None = None) -> tuple[dict, str, int]:
+  """(the whole pretraining state as numpy arrays, its path, its step) of checkpoint `step` of
+  `{workdir}/checkpoints` (the latest when None), checked against the config."""
   directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
   manager = ocp.CheckpointManager(directory) if os.path.isdir(directory) else None
-  step = None if manager is None else manager.latest_step()
+  if step is None:
+    step = None if manager is None else manager.latest_step()
   if step is None:
     raise io.DataError(f"{directory}: no checkpoint to evaluate; pretrain first "
                        f"(python main.py --mode=pretrain --workdir={workdir}) or fix --workdir")
   path = os.path.join(directory, str(step))
+  if manager is None or step not in manager.all_steps():
+    raise io.DataError(f"{path}: no such checkpoint (steps: {checkpoint_steps(workdir)})")
   try:
     restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
   except Exception as e:  # orbax raises several types for unreadable or foreign checkpoints
@@ -112,7 +123,15 @@ def restore(workdir: str, config: ml_collections.ConfigDict) -> Pretrained:
   if not isinstance(state, dict) or "params" not in state or "ema_state" not in state:
     raise io.DataError(f"{path}: not an ActCLR pretraining checkpoint (no params / ema_state)")
   check_fits_config(config, state, path)
+  return state, path, int(step)
+
+
+def restore(workdir: str, config: ml_collections.ConfigDict,
+            step: int | None = None) -> Pretrained:
+  """Restores checkpoint `step` (the latest when None) of `{workdir}/checkpoints` and checks it
+  fits the config."""
+  state, path, step = restore_state(workdir, config, step)
   return Pretrained(params=state["params"], batch_stats=state["batch_stats"],
                     ema_params=state["ema_state"]["ema"],
                     ema_batch_stats=state["ema_batch_stats"], anchor=state["anchor"],
-                    workdir=workdir, path=path, step=int(step))
+                    workdir=workdir, path=path, step=step)

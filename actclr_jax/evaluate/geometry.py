@@ -1,0 +1,162 @@
+"""Where a run's features and keys lie, checkpoint by checkpoint: how narrow a cone they fill.
+
+  python -m actclr_jax.evaluate.geometry --config=configs/synthetic.py --workdir=runs/synthetic
+
+For each checkpoint of --workdir (or --steps), three measures:
+  bank      the mean cosine between the memory bank's keys of the same class (keys of other
+            samples) and of other classes, from the training labels of the samples the keys
+            came from: the negatives InfoNCE saw;
+  val       the mean pairwise cosine of the online network's encoder features and projections of
+            the val split (inference mode, clean inputs);
+  offline   on the first --batches clean training batches of config.batch_size, the offline
+            network in train mode as in the step: the mean norm of its GAP feature and of its
+            SAFP feature (Eq. 8, with the actionlet it computes), and the mean pairwise cosine of
+            their projections within each batch (as the step's key_similarity).
+Writes workdir/eval/geometry.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from ml_collections import config_flags
+
+from actclr_jax import actionlet, augment, graph, logs, losses
+from actclr_jax.data import pipeline
+from actclr_jax.evaluate import features, pretrained
+from actclr_jax.models import builder, stgcn
+
+
+def mean_pairwise_cosine(x: np.ndarray) -> float:
+  """Mean cosine over the distinct pairs of the rows of (N, D) x, N >= 2."""
+  return float(losses.pairwise_similarity(losses.l2_normalize(jnp.asarray(x, jnp.float32))))
+
+
+def bank_class_similarity(bank: np.ndarray, bank_index: np.ndarray,
+                          labels: np.ndarray) -> dict[str, float | None]:
+  """Mean cosine of (K, D) unit bank keys between keys of the same class from different
+  samples ('same') and keys of different classes ('other'); rows with index -1 (the initial
+  random keys) are left out; None where no pair exists (the bank of step 0). labels: (N,)
+  training labels, indexed by bank_index."""
+  filled = bank_index >= 0
+  keys, index = np.asarray(bank, np.float64)[filled], bank_index[filled]
+  label = np.asarray(labels)[index]
+  similarity = keys @ keys.T
+  same = (label[:, None] == label[None]) & (index[:, None] != index[None])
+  other = label[:, None] != label[None]
+  mean = lambda mask: float(similarity[mask].mean()) if mask.any() else None
+  return {"same": mean(same), "other": mean(other)}
+
+
+def offline_pooled(state: dict, x: jax.Array, *, config: ml_collections.ConfigDict,
+                   model: stgcn.ContrastiveNet, layout: graph.Layout) -> dict[str, jax.Array]:
+  """The offline network's GAP and SAFP features (N, C) of clean x (N, C, T, V, M), in train
+  mode with the anchor in the batch as in the step, and their projections (N, D)."""
+  variables = {"params": state["ema_state"]["ema"], "batch_stats": state["ema_batch_stats"]}
+  inputs = jnp.concatenate([x, jnp.asarray(state["anchor"])[None]])
+  out, _ = model.apply(variables, inputs, train=True, mutable=["batch_stats"],
+                       rngs={"dropout": jax.random.key(0)})
+  n = x.shape[0]
+  mask_dense, _ = actionlet.offline_actionlet(config, model, variables, out["dense"][:n],
+                                              out["z"][n], layout, x.shape[2],
+                                              augment.body_presence(x))
+  safp = stgcn.weighted_pool(out["dense"][:n], mask_dense)
+  return {"gap": out["feature"][:n], "safp": safp, "z_gap": out["z"][:n],
+          "z_safp": model.apply(variables, safp, method=model.project)}
+
+
+def checkpoint_geometry(state: dict, data: pipeline.Data, config: ml_collections.ConfigDict,
+                        batches: int) -> dict[str, float]:
+  """The three measures of the module docstring for one restored pretraining state."""
+  model = builder.build_model(config)
+  online = pretrained.Pretrained(params=state["params"], batch_stats=state["batch_stats"],
+                                 ema_params=state["ema_state"]["ema"],
+                                 ema_batch_stats=state["ema_batch_stats"],
+                                 anchor=state["anchor"])
+  result = {f"bank_{k}": v for k, v in bank_class_similarity(
+      state["bank"], state["bank_index"], data.train.labels).items()}
+  for kind in ("encoder", "projector"):
+    val = features.encoder_features(online, data.val, data, config, kind)
+    result[f"val_{kind}_pairwise"] = mean_pairwise_cosine(val)
+  pooled = jax.jit(lambda x: offline_pooled(state, x, config=config, model=model,
+                                            layout=data.layout))
+  rows = []
+  for batch in pipeline.eval_batches(data.train, batch_size=config.batch_size,
+                                     stream=config.data.stream, layout=data.layout):
+    if len(rows) == batches or not batch["mask"].all():  # whole batches only, as in training
+      break
+    out = jax.device_get(pooled(jnp.asarray(batch["data"])))
+    rows.append({"gap_norm": np.linalg.norm(out["gap"], axis=1).mean(),
+                 "safp_norm": np.linalg.norm(out["safp"], axis=1).mean(),
+                 "z_gap_pairwise": mean_pairwise_cosine(out["z_gap"]),
+                 "z_safp_pairwise": mean_pairwise_cosine(out["z_safp"])})
+  if not rows:
+    raise ValueError(f"config key batch_size={config.batch_size} exceeds the "
+                     f"{len(data.train.labels)} training samples: no batch to measure the "
+                     "offline network on")
+  result.update({f"offline_{k}": float(np.mean([r[k] for r in rows])) for k in rows[0]})
+  return result
+
+
+def format_line(step: int, epoch: float, r: dict) -> str:
+  bank = lambda v: "    -" if v is None else f"{v:.3f}"
+  return (f"step {step:6d} (epoch {epoch:6.2f}) | bank same {bank(r['bank_same'])} other "
+          f"{bank(r['bank_other'])} | val encoder {r['val_encoder_pairwise']:.3f} projector "
+          f"{r['val_projector_pairwise']:.3f} | offline |GAP| {r['offline_gap_norm']:.2f} "
+          f"|SAFP| {r['offline_safp_norm']:.2f} z pairwise GAP {r['offline_z_gap_pairwise']:.3f} "
+          f"SAFP {r['offline_z_safp_pairwise']:.3f}")
+
+
+FLAGS = flags.FLAGS
+
+
+def _define_flags() -> None:
+  # Defined when run as a script only, as in nuisance.py.
+  flags.DEFINE_string("workdir", None, "Pretraining workdir whose checkpoints are measured.")
+  config_flags.DEFINE_config_file("config", None, "Config the workdir was pretrained with.",
+                                  lock_config=True)
+  flags.DEFINE_list("steps", [], "Checkpoint steps to measure (default: all of them).")
+  flags.DEFINE_integer("batches", 8, "Training batches for the offline network's measures.")
+  flags.mark_flags_as_required(["config", "workdir"])
+
+
+def measure(workdir: str, config: ml_collections.ConfigDict, steps: list[int] | None = None,
+            batches: int = 8) -> list[dict]:
+  """One record per checkpoint (all when steps is None); prints a line for each and writes
+  workdir/eval/geometry.json."""
+  data = features.load_eval_data(config)
+  steps = steps or pretrained.checkpoint_steps(workdir)
+  per_epoch = max(len(data.train.labels) // config.batch_size, 1)
+  records = []
+  for step in steps:
+    state, path, step = pretrained.restore_state(workdir, config, step)
+    record = {"step": step, "epoch": step / per_epoch, "checkpoint": path,
+              **checkpoint_geometry(state, data, config, batches)}
+    print(format_line(step, record["epoch"], record), flush=True)
+    records.append(record)
+  out = os.path.join(workdir, "eval", "geometry.json")
+  os.makedirs(os.path.dirname(out), exist_ok=True)
+  with open(out + ".tmp", "w") as f:
+    json.dump(records, f, indent=1)
+  os.replace(out + ".tmp", out)
+  return records
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logs.quiet_library_logs()
+  measure(FLAGS.workdir, FLAGS.config, [int(s) for s in FLAGS.steps] or None, FLAGS.batches)
+  print(f"wrote {os.path.join(FLAGS.workdir, 'eval', 'geometry.json')}")
+
+
+if __name__ == "__main__":
+  _define_flags()
+  app.run(main)
