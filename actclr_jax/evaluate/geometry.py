@@ -28,15 +28,27 @@ import ml_collections
 import numpy as np
 from ml_collections import config_flags
 
-from actclr_jax import actionlet, augment, graph, logs, losses
+from actclr_jax import actionlet, augment, graph, logs
 from actclr_jax.data import pipeline
 from actclr_jax.evaluate import features, pretrained
 from actclr_jax.models import builder, stgcn
 
 
+def _group_sums(x: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """(sum of the rows of (K, D) x per distinct value of group (K,), each group's size)."""
+  _, inverse, counts = np.unique(group, return_inverse=True, return_counts=True)
+  sums = np.zeros((len(counts), x.shape[1]))
+  np.add.at(sums, inverse, x)
+  return sums, counts
+
+
 def mean_pairwise_cosine(x: np.ndarray) -> float:
-  """Mean cosine over the distinct pairs of the rows of (N, D) x, N >= 2."""
-  return float(losses.pairwise_similarity(losses.l2_normalize(jnp.asarray(x, jnp.float32))))
+  """Mean cosine over the distinct pairs of the rows of (N, D) x, N >= 2, in O(N D) memory
+  (|sum of unit rows|^2 - N) / (N (N - 1)), so that a data set's worth of features fits."""
+  unit = np.asarray(x, np.float64)
+  unit = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+  n = len(unit)
+  return float((np.sum(unit.sum(axis=0) ** 2) - np.sum(unit * unit)) / (n * (n - 1)))
 
 
 def bank_class_similarity(bank: np.ndarray, bank_index: np.ndarray,
@@ -44,15 +56,26 @@ def bank_class_similarity(bank: np.ndarray, bank_index: np.ndarray,
   """Mean cosine of (K, D) unit bank keys between keys of the same class from different
   samples ('same') and keys of different classes ('other'); rows with index -1 (the initial
   random keys) are left out; None where no pair exists (the bank of step 0). labels: (N,)
-  training labels, indexed by bank_index."""
+  training labels, indexed by bank_index.
+
+  Sums of dot products over groups are squared norms of group sums, so this runs in O(K D)
+  memory (a 32,768-key bank included): same-class pairs minus same-sample pairs, and all pairs
+  minus same-class pairs.
+  """
   filled = bank_index >= 0
-  keys, index = np.asarray(bank, np.float64)[filled], bank_index[filled]
+  keys, index = np.asarray(bank, np.float64)[filled], np.asarray(bank_index)[filled]
+  if not len(index):
+    return {"same": None, "other": None}
   label = np.asarray(labels)[index]
-  similarity = keys @ keys.T
-  same = (label[:, None] == label[None]) & (index[:, None] != index[None])
-  other = label[:, None] != label[None]
-  mean = lambda mask: float(similarity[mask].mean()) if mask.any() else None
-  return {"same": mean(same), "other": mean(other)}
+  class_sums, class_sizes = _group_sums(keys, label)
+  sample_sums, sample_sizes = _group_sums(keys, index)
+  within_class = np.sum(class_sums ** 2)
+  same_dot = within_class - np.sum(sample_sums ** 2)
+  same_count = np.sum(class_sizes ** 2) - np.sum(sample_sizes ** 2)
+  other_dot = np.sum(keys.sum(axis=0) ** 2) - within_class
+  other_count = len(index) ** 2 - np.sum(class_sizes ** 2)
+  mean = lambda dot, count: float(dot / count) if count else None
+  return {"same": mean(same_dot, same_count), "other": mean(other_dot, other_count)}
 
 
 def offline_pooled(state: dict, x: jax.Array, *, config: ml_collections.ConfigDict,
@@ -106,6 +129,7 @@ def checkpoint_geometry(state: dict, data: pipeline.Data, config: ml_collections
 
 
 def format_line(step: int, epoch: float, r: dict) -> str:
+  """One checkpoint's measures on one line."""
   bank = lambda v: "    -" if v is None else f"{v:.3f}"
   return (f"step {step:6d} (epoch {epoch:6.2f}) | bank same {bank(r['bank_same'])} other "
           f"{bank(r['bank_other'])} | val encoder {r['val_encoder_pairwise']:.3f} projector "
