@@ -85,7 +85,8 @@ def get_config() -> ml_collections.ConfigDict:
   # Subtract each batch's mean projection from the queries and, separately, from the keys
   # before normalising them: none | phase2 (the actionlet phase only) | always. In phase 2 the
   # keys crowd into a narrow cone (README, "The keys crowd among themselves"), which InfoNCE
-  # cannot see; centring removes the shared direction. Off: the paper's loss.
+  # cannot see; centring removes the shared direction. Off, the paper's loss: phase2 collapsed
+  # the main job's features and was level on MSR (README, "Centring the projections").
   config.loss.center_projections = "none"
   config.loss.tau_k = 0.04
 
@@ -103,8 +104,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.actionlet.safp_gap_mix = 0.0  # the authors' code: 0.5 * head(GAP) + 0.5 * head(SAFP)
   # The SAFP feature's scale before the projector: none (Eq. 8's weighted mean, the paper) | gap
   # (rescaled per sample to the norm of the same network's GAP feature). The features inside
-  # the actionlet are 3-5x larger than the average the projector is trained on (README, "The
-  # SAFP feature's scale").
+  # the actionlet are 3-12x larger than the average the projector is trained on. gap changed
+  # nothing on the main job and was lower on MSR's seed 0 (README, "The SAFP feature's scale").
   config.actionlet.safp_norm = "none"
   # gradient: the paper's actionlet. Ablations, applied before SAFP and MATS use the mask:
   # random (the same mask at random joints and frames, actionlet.relocate), other_sample (the
