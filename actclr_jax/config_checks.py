@@ -10,8 +10,6 @@ from actclr_jax.data import streams
 from actclr_jax.models import convolutions
 from actclr_jax.models import stgcn
 
-CENTER_PROJECTIONS = ("none", "phase2", "always")
-
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Checks config values that would otherwise fail late, inside compilation."""
@@ -19,7 +17,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   checks = [
       ("data.stream", config.data.stream, streams.STREAMS),
       ("optimizer", config.optimizer, ("sgd", "adam")),
-      ("loss.center_projections", config.loss.center_projections, CENTER_PROJECTIONS),
+      ("loss.center_projections", config.loss.center_projections,
+       ("none", "phase2", "always")),
       ("actionlet.safp_norm", config.actionlet.safp_norm, ("none", "gap")),
       ("actionlet.anchor", config.actionlet.anchor, ("dataset", "batch")),
       ("actionlet.smoothing", config.actionlet.smoothing, ("adjacency", "parts")),

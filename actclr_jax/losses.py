@@ -65,8 +65,9 @@ def negative_similarity(z: jax.Array, bank: jax.Array,
 def pairwise_similarity(z: jax.Array) -> jax.Array:
   """Mean cosine similarity over the distinct pairs of (N, D) unit vectors, N >= 2 (how
   narrow a cone a batch of keys fills)."""
+  # The sum over all pairs is |sum_i z_i|^2: O(N D), not an (N, N) matrix.
   n = z.shape[0]
-  return (jnp.sum(z @ z.T) - jnp.sum(z * z)) / (n * (n - 1))
+  return (jnp.sum(jnp.sum(z, axis=0) ** 2) - jnp.sum(z * z)) / (n * (n - 1))
 
 
 def similarity_mining(z_q: jax.Array, z_k: jax.Array, bank: jax.Array, tau_q: float,

@@ -17,6 +17,7 @@ Writes workdir/eval/geometry.json.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -28,7 +29,7 @@ import ml_collections
 import numpy as np
 from ml_collections import config_flags
 
-from actclr_jax import actionlet, augment, graph, logs
+from actclr_jax import actionlet, augment, graph, logs, losses
 from actclr_jax.data import pipeline
 from actclr_jax.evaluate import features, pretrained
 from actclr_jax.models import builder, stgcn
@@ -43,12 +44,8 @@ def _group_sums(x: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def mean_pairwise_cosine(x: np.ndarray) -> float:
-  """Mean cosine over the distinct pairs of the rows of (N, D) x, N >= 2, in O(N D) memory
-  (|sum of unit rows|^2 - N) / (N (N - 1)), so that a data set's worth of features fits."""
-  unit = np.asarray(x, np.float64)
-  unit = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
-  n = len(unit)
-  return float((np.sum(unit.sum(axis=0) ** 2) - np.sum(unit * unit)) / (n * (n - 1)))
+  """Mean cosine over the distinct pairs of the rows of (N, D) x, N >= 2."""
+  return float(losses.pairwise_similarity(losses.l2_normalize(jnp.asarray(x, jnp.float32))))
 
 
 def bank_class_similarity(bank: np.ndarray, bank_index: np.ndarray,
@@ -78,12 +75,13 @@ def bank_class_similarity(bank: np.ndarray, bank_index: np.ndarray,
   return {"same": mean(same_dot, same_count), "other": mean(other_dot, other_count)}
 
 
-def offline_pooled(state: dict, x: jax.Array, *, config: ml_collections.ConfigDict,
-                   model: stgcn.ContrastiveNet, layout: graph.Layout) -> dict[str, jax.Array]:
+def offline_pooled(variables: dict, anchor: jax.Array, x: jax.Array, *,
+                   config: ml_collections.ConfigDict, model: stgcn.ContrastiveNet,
+                   layout: graph.Layout) -> dict[str, jax.Array]:
   """The offline network's GAP and SAFP features (N, C) of clean x (N, C, T, V, M), in train
-  mode with the anchor in the batch as in the step, and their projections (N, D)."""
-  variables = {"params": state["ema_state"]["ema"], "batch_stats": state["ema_batch_stats"]}
-  inputs = jnp.concatenate([x, jnp.asarray(state["anchor"])[None]])
+  mode with the (C, T, V, M) anchor in the batch as in the step, and their projections (N, D).
+  variables: the offline network's {'params', 'batch_stats'}."""
+  inputs = jnp.concatenate([x, anchor[None]])
   out, _ = model.apply(variables, inputs, train=True, mutable=["batch_stats"],
                        rngs={"dropout": jax.random.key(0)})
   n = x.shape[0]
@@ -96,9 +94,10 @@ def offline_pooled(state: dict, x: jax.Array, *, config: ml_collections.ConfigDi
 
 
 def checkpoint_geometry(state: dict, data: pipeline.Data, config: ml_collections.ConfigDict,
-                        batches: int) -> dict[str, float]:
-  """The three measures of the module docstring for one restored pretraining state."""
-  model = builder.build_model(config)
+                        batches: int, model: stgcn.ContrastiveNet, pooled) -> dict[str, float]:
+  """The three measures of the module docstring for one restored pretraining state; pooled is
+  offline_pooled jitted with config, model and layout bound (one program for every
+  checkpoint)."""
   online = pretrained.Pretrained(params=state["params"], batch_stats=state["batch_stats"],
                                  ema_params=state["ema_state"]["ema"],
                                  ema_batch_stats=state["ema_batch_stats"],
@@ -108,14 +107,13 @@ def checkpoint_geometry(state: dict, data: pipeline.Data, config: ml_collections
   for kind in ("encoder", "projector"):
     val = features.encoder_features(online, data.val, data, config, kind)
     result[f"val_{kind}_pairwise"] = mean_pairwise_cosine(val)
-  pooled = jax.jit(lambda x: offline_pooled(state, x, config=config, model=model,
-                                            layout=data.layout))
+  offline = {"params": state["ema_state"]["ema"], "batch_stats": state["ema_batch_stats"]}
   rows = []
   for batch in pipeline.eval_batches(data.train, batch_size=config.batch_size,
                                      stream=config.data.stream, layout=data.layout):
     if len(rows) == batches or not batch["mask"].all():  # whole batches only, as in training
       break
-    out = jax.device_get(pooled(jnp.asarray(batch["data"])))
+    out = jax.device_get(pooled(offline, state["anchor"], jnp.asarray(batch["data"])))
     rows.append({"gap_norm": np.linalg.norm(out["gap"], axis=1).mean(),
                  "safp_norm": np.linalg.norm(out["safp"], axis=1).mean(),
                  "z_gap_pairwise": mean_pairwise_cosine(out["z_gap"]),
@@ -158,11 +156,14 @@ def measure(workdir: str, config: ml_collections.ConfigDict, steps: list[int] | 
   data = features.load_eval_data(config)
   steps = steps or pretrained.checkpoint_steps(workdir)
   per_epoch = max(len(data.train.labels) // config.batch_size, 1)
+  model = builder.build_model(config)
+  pooled = jax.jit(functools.partial(offline_pooled, config=config, model=model,
+                                     layout=data.layout))
   records = []
   for step in steps:
     state, path, step = pretrained.restore_state(workdir, config, step)
     record = {"step": step, "epoch": step / per_epoch, "checkpoint": path,
-              **checkpoint_geometry(state, data, config, batches)}
+              **checkpoint_geometry(state, data, config, batches, model, pooled)}
     print(format_line(step, record["epoch"], record), flush=True)
     records.append(record)
   out = os.path.join(workdir, "eval", "geometry.json")
