@@ -45,6 +45,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     minimum = 0 if key in ("checkpoint_every_steps", "knn_every_epochs") else 1
     if config[key] < minimum:
       raise ValueError(f"config key {key}={config[key]} must be >= {minimum}")
+  for key, value in (("warmup_epochs", config.warmup_epochs),
+                     ("actionlet.warmup_epochs", config.actionlet.warmup_epochs)):
+    if value < 0:
+      raise ValueError(f"config key {key}={value} must be >= 0")
   if config.moco.bank_size < config.batch_size:
     raise ValueError(f"config key moco.bank_size={config.moco.bank_size} is smaller than "
                      f"batch_size={config.batch_size}")

@@ -28,20 +28,34 @@ def step_decay(base_lr: float, decay_epochs: Sequence[int], steps_per_epoch: int
   return optax.piecewise_constant_schedule(base_lr, boundaries)
 
 
+def with_warmup(schedule: optax.Schedule, warmup_steps: int) -> optax.Schedule:
+  """`schedule` scaled by a linear ramp over its first warmup_steps: step s (from 0) runs at
+  (s + 1) / warmup_steps of its rate, so the first step already moves and step warmup_steps - 1
+  runs at the full rate. warmup_steps <= 0: `schedule` itself."""
+  if warmup_steps <= 0:
+    return schedule
+  ramp = optax.linear_schedule(1.0 / warmup_steps, 1.0, warmup_steps - 1)
+  return lambda step: schedule(step) * ramp(step)
+
+
 def pretraining(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
   """The pretraining rate, with a fresh schedule for phase 2.
 
   Phase 1 (epochs before actionlet.start_epoch) decays by lr_decay_factor at each of
   lr_decay_epochs; phase 2 starts again from the base lr and decays at actionlet.lr_decay_epochs,
   counted from start_epoch (the authors run phase 2 as a new schedule). When start_epoch is at or
-  beyond num_epochs there is one phase.
+  beyond num_epochs there is one phase. Each phase ramps up linearly over its first
+  warmup_epochs (phase 1) / actionlet.warmup_epochs (phase 2) epochs (with_warmup).
   """
   base = scaled_lr(config.learning_rate, config.batch_size)
   factor = config.lr_decay_factor
   start = config.actionlet.start_epoch
+  warmup1 = int(round(config.warmup_epochs * steps_per_epoch))
   if start >= config.num_epochs:
-    return step_decay(base, config.lr_decay_epochs, steps_per_epoch, factor)
+    return with_warmup(step_decay(base, config.lr_decay_epochs, steps_per_epoch, factor), warmup1)
   phase1 = step_decay(base, [e for e in config.lr_decay_epochs if e < start], steps_per_epoch,
                       factor)
   phase2 = step_decay(base, config.actionlet.lr_decay_epochs, steps_per_epoch, factor)
-  return optax.join_schedules([phase1, phase2], [int(start * steps_per_epoch)])
+  warmup2 = int(round(config.actionlet.warmup_epochs * steps_per_epoch))
+  return optax.join_schedules([with_warmup(phase1, warmup1), with_warmup(phase2, warmup2)],
+                              [int(start * steps_per_epoch)])

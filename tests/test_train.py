@@ -1,6 +1,7 @@
 """The pretraining step and trainer: EMA, non-finite steps, data parallelism, checkpoints,
 and the actionlet on synthetic data (tiny model and data, CPU)."""
 
+import copy
 import functools
 import json
 import os
@@ -12,7 +13,9 @@ import pytest
 
 from actclr_jax import config_checks, losses, schedules
 from actclr_jax.data import io
+from actclr_jax.evaluate import evaluators
 from actclr_jax.train import step as step_lib
+from actclr_jax.train import summary as summary_lib
 from actclr_jax.train import trainer
 from tests.conftest import init_state, make_batch, restore_params, tiny_config
 
@@ -194,6 +197,25 @@ def test_phase_two_restarts_the_learning_rate_schedule(tmp_path):
   np.testing.assert_allclose(float(schedule(95)), 0.01, rtol=1e-6)
 
 
+def test_warmup_ramps_each_phase_from_its_own_start(tmp_path):
+  config = tiny_config(tmp_path)
+  config.learning_rate, config.batch_size = 0.1, 128
+  config.num_epochs, config.actionlet.start_epoch = 10, 4
+  config.lr_decay_epochs, config.actionlet.lr_decay_epochs = (), (5,)
+  config.warmup_epochs, config.actionlet.warmup_epochs = 0.5, 1
+  schedule = schedules.pretraining(config, steps_per_epoch=10)
+  lr = [float(schedule(s)) for s in range(100)]
+  np.testing.assert_allclose(lr[:6], [0.02, 0.04, 0.06, 0.08, 0.1, 0.1], rtol=1e-6)
+  np.testing.assert_allclose(lr[40:51], [0.01 * (i + 1) for i in range(10)] + [0.1], rtol=1e-6)
+  np.testing.assert_allclose(lr[90], 0.01, rtol=1e-6)  # the phase-2 decay still applies
+  config.warmup_epochs = config.actionlet.warmup_epochs = 0  # off: the step schedule itself
+  plain = schedules.pretraining(config, steps_per_epoch=10)
+  assert float(plain(0)) == float(plain(40)) == pytest.approx(0.1)
+  config.warmup_epochs = -1
+  with pytest.raises(ValueError, match="warmup_epochs"):
+    config_checks.validate_config(config)
+
+
 def test_shuffle_bn_normalises_keys_within_permuted_sub_batches(tmp_path):
   config = tiny_config(tmp_path)
   config.model.dropout = 0.0
@@ -264,6 +286,27 @@ def test_trainer_writes_logs_config_and_checkpoints(pretrained):
   steps_per_epoch = len(labels) // config.batch_size
   assert [r["step"] for r in records if "epoch_end" in r] == [steps_per_epoch, 2 * steps_per_epoch]
   assert "encoder" in state["params"] and state["anchor"].shape == (3, 20, 25, 2)
+
+
+def test_final_monitor_reports_the_recalibrated_knn_of_the_knn_evaluator(pretrained):
+  """At the end the monitor adds KNN with BatchNorm recalibrated on clean training data: the
+  same number as the knn mode of the saved checkpoint under that protocol, and a column and a
+  line of the summary."""
+  config, root, workdir, summary = pretrained
+  assert config.knn_recalibrated_at_ends
+  recal = copy.deepcopy(config)
+  recal.eval.features.bn_recalibration, recal.eval.features.standardize = True, False
+  evaluated = evaluators.get("knn").run(recal, str(workdir))["metrics"]
+  for k in config.eval.knn.ks:
+    assert summary[f"knn_recalibrated_top1_k{k}"] == pytest.approx(evaluated[f"top1_k{k}"])
+  plain = copy.deepcopy(config)
+  plain.eval.features.standardize = False
+  raw = evaluators.get("knn").run(plain, str(workdir))["metrics"]
+  assert summary["knn_top1_k20"] == pytest.approx(raw["top1_k20"])
+  text = summary_lib.format_summary({**summary, "untrained_knn_recalibrated_top1_k20": 12.5})
+  assert "KNN BN recal." in text.splitlines()[2]
+  assert (f"BatchNorm recalibrated on clean training data: untrained 12.50 -> trained "
+          f"{summary['knn_recalibrated_top1_k20']:.2f}") in text
 
 
 @pytest.fixture(scope="module")

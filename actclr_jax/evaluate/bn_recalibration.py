@@ -13,6 +13,7 @@ batches of clean training data, of the batch statistics that train-mode BatchNor
 
 from __future__ import annotations
 
+import functools
 from typing import Iterable
 
 import flax.linen as nn
@@ -32,6 +33,13 @@ def _batch_statistics(model: nn.Module, params, batch_stats, x):
   return jax.tree.map(lambda a: a / (1.0 - stgcn.BATCH_NORM_MOMENTUM), updates["batch_stats"])
 
 
+# Cached per model, so that repeated recalibrations (the monitor's, the protocols') compile once.
+@functools.lru_cache(maxsize=8)
+def _statistics_fn(model: nn.Module):
+  quiet = model.clone(dropout=0.0)
+  return jax.jit(lambda p, b, x: _batch_statistics(quiet, p, b, x))
+
+
 def recalibrate(model: nn.Module, params, batch_stats, batches: Iterable[np.ndarray]):
   """Running statistics re-estimated on `batches` of clean inputs (N, C, T, V, M).
 
@@ -44,8 +52,7 @@ def recalibrate(model: nn.Module, params, batch_stats, batches: Iterable[np.ndar
     batch_stats of the same structure: the mean over batches of each layer's batch mean and
     (biased) batch variance.
   """
-  quiet = model.clone(dropout=0.0)
-  stats_fn = jax.jit(lambda p, b, x: _batch_statistics(quiet, p, b, x))
+  stats_fn = _statistics_fn(model)
   total, count = None, 0
   for x in batches:
     stats = stats_fn(params, batch_stats, jnp.asarray(x))

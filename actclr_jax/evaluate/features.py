@@ -81,24 +81,26 @@ def encoder_features(pre: Pretrained, arrays: pipeline.SplitArrays, data: pipeli
                           parallel.local_batch_sharding())
 
 
-def recalibrated(pre: Pretrained, data: pipeline.Data, config) -> Pretrained:
-  """`pre` with its online BatchNorm statistics re-estimated on clean training data when config
-  key eval.features.bn_recalibration is set (bn_recalibration.py), else `pre` itself.
-
-  Batches of eval.features.bn_recalibration_batch_size samples in a fixed random order
-  (seed 0), the remainder dropped.
-  """
-  if not config.eval.features.bn_recalibration:
-    return pre
+def recalibrated_batch_stats(params, batch_stats, data: pipeline.Data, config):
+  """The online network's BatchNorm statistics re-estimated on clean training data
+  (bn_recalibration.py): batches of eval.features.bn_recalibration_batch_size samples in a
+  fixed random order (seed 0), the remainder dropped."""
   train = data.train
   size = min(int(config.eval.features.bn_recalibration_batch_size), len(train))
   order = np.random.default_rng(0).permutation(len(train))
   batches = (streams.to_stream(np.asarray(train.data[np.sort(order[s:s + size])], np.float32),
                                config.data.stream, data.layout)
              for s in range(0, len(train) - size + 1, size))
-  batch_stats = bn_recalibration.recalibrate(builder.build_model(config), pre.params,
-                                             pre.batch_stats, batches)
-  return pre.replace(batch_stats=batch_stats)
+  return bn_recalibration.recalibrate(builder.build_model(config), params, batch_stats, batches)
+
+
+def recalibrated(pre: Pretrained, data: pipeline.Data, config) -> Pretrained:
+  """`pre` with its online BatchNorm statistics re-estimated on clean training data when config
+  key eval.features.bn_recalibration is set (recalibrated_batch_stats), else `pre` itself."""
+  if not config.eval.features.bn_recalibration:
+    return pre
+  return pre.replace(batch_stats=recalibrated_batch_stats(pre.params, pre.batch_stats, data,
+                                                          config))
 
 
 def standardized(config, train_x: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -32,7 +32,10 @@ class Monitor:
   `monitor(state)` of a train state (params, batch_stats, ema_params, ema_batch_stats, anchor)
   returns {knn_top1_k{k}, knn_standardized_top1_k{k} for k in eval.knn.ks,
   feature_effective_rank, and actionlet_iou, random_mask_iou, actionlet_area,
-  actionlet_all_zero, actionlet_all_one where there is a truth}.
+  actionlet_all_zero, actionlet_all_one where there is a truth}; `monitor(state,
+  recalibrate=True)` adds knn_recalibrated_top1_k{k}: raw features of the online network with
+  its BatchNorm statistics re-estimated on clean training data (the comparison's bn_recal
+  protocol).
   """
 
   def __init__(self, config, model, data: pipeline.Data, sharding,
@@ -51,7 +54,7 @@ class Monitor:
     n = min(max_actionlet_samples, len(data.val))
     self._num_actionlet = n - n % self._sharding.mesh.devices.size
 
-  def __call__(self, state) -> dict:
+  def __call__(self, state, recalibrate: bool = False) -> dict:
     config, data = self._config, self._data
     if self._multi_process:
       state = pretrained.Pretrained(*(jax.tree.map(np.asarray, tree) for tree in (
@@ -68,6 +71,16 @@ class Monitor:
     result.update({f"knn_standardized_{k}": v for k, v in self._knn.accuracy(
         config, train_x, val_x, data, standardize=True).items()})
     result["feature_effective_rank"] = effective_rank(knn.standardize(train_x)[0])
+    if recalibrate:
+      # The untrained network's init statistics (mean 0, var 1) leave its BatchNorm layers
+      # as identities, a function no trained network computes: this is the other fair baseline.
+      stats = features.recalibrated_batch_stats(state.params, state.batch_stats, data, config)
+      recalibrated = {"params": state.params, "batch_stats": stats}
+      encode = lambda x: self._encode(recalibrated, x)
+      result.update({f"knn_recalibrated_{k}": v for k, v in self._knn.accuracy(
+          config, features.extract_features(encode, data.train, data, config, self._sharding),
+          features.extract_features(encode, data.val, data, config, self._sharding), data,
+          standardize=False).items()})
     if data.val.actionlet is not None:
       result.update(self.actionlet_iou(state))
     return result

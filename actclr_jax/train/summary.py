@@ -7,7 +7,7 @@ import re
 
 # The monitor's keys that the per-epoch table shows (the KNN keys carry their k).
 _MONITOR_KEYS = ("actionlet_iou", "random_mask_iou", "feature_effective_rank")
-_KNN = re.compile(r"^knn_(standardized_)?top1_k(\d+)$")
+_KNN = re.compile(r"^knn_(standardized_|recalibrated_)?top1_k(\d+)$")
 
 
 def _is_monitor_key(key: str) -> bool:
@@ -56,9 +56,10 @@ def format_summary(summary: dict) -> str:
   ks = sorted({int(m.group(2)) for m in map(_KNN.match, keys) if m})
   k = 20 if 20 in ks or not ks else ks[0]  # the README reports k=20
   knn, knn_std = f"knn_top1_k{k}", f"knn_standardized_top1_k{k}"
-  has_iou = "actionlet_iou" in keys
+  knn_recal = f"knn_recalibrated_top1_k{k}"
+  has_iou, has_recal = "actionlet_iou" in keys, knn_recal in keys
   head = (f"epoch | phase | loss    | infonce | mining  | {f'KNN k={k}':8} | KNN std. | "
-          "eff. rank")
+          + ("KNN BN recal. | " if has_recal else "") + "eff. rank")
   head += " | actionlet IoU | same-area random IoU" if has_iou else ""
   status = " (stopped by SIGTERM; run again to resume)" if summary.get("preempted") else ""
   lines = ["", f"pretraining finished: {summary['step']} steps in {summary['wall_seconds']:.0f} s"
@@ -68,12 +69,15 @@ def format_summary(summary: dict) -> str:
     line = (f"{r['epoch']:5d} | {('-' if 'phase' not in r else r['phase']):>5} | "
             f"{cell(r, 'epoch_loss', '%7.4f')} | {cell(r, 'epoch_infonce', '%7.4f')} | "
             f"{cell(r, 'epoch_mining', '%7.4f')} | {cell(r, knn, '%8.2f')} | "
-            f"{cell(r, knn_std, '%8.2f')} | {cell(r, 'feature_effective_rank', '%9.1f')}")
+            f"{cell(r, knn_std, '%8.2f')} | "
+            + (f"{cell(r, knn_recal, '%13.2f')} | " if has_recal else "")
+            + f"{cell(r, 'feature_effective_rank', '%9.1f')}")
     if has_iou:
       line += (f" | {cell(r, 'actionlet_iou', '%13.3f')} | "
                f"{cell(r, 'random_mask_iou', '%20.3f')}")
     lines.append(line)
-  for key, name in ((knn, f"KNN k={k}"), (knn_std, f"KNN k={k}, standardised features")):
+  for key, name in ((knn, f"KNN k={k}"), (knn_std, f"KNN k={k}, standardised features"),
+                    (knn_recal, f"KNN k={k}, BatchNorm recalibrated on clean training data")):
     if f"untrained_{key}" in summary and key in summary:
       lines.append(f"{name}: untrained {summary[f'untrained_{key}']:.2f} -> trained "
                    f"{summary[key]:.2f}")

@@ -150,7 +150,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   pending, last_monitor, preempted = [], {}, False
   if step == 0 and config.knn_at_start and config.knn_every_epochs:
     # The untrained encoder's KNN is the baseline that pretraining must beat.
-    last_monitor = monitor(state)
+    last_monitor = monitor(state, recalibrate=config.knn_recalibrated_at_ends)
     log.write(0, last_monitor)
     logging.info("before training: %s", ", ".join(f"{k} {v:.4f}" for k, v in last_monitor.items()))
   timer, timer_step = time.time(), step
@@ -195,7 +195,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           epoch_sums, epoch_count = {}, 0
           if config.knn_every_epochs and (epoch % config.knn_every_epochs == 0
                                           or step == total_steps):
-            last_monitor = monitor(state)
+            last_monitor = monitor(
+                state, recalibrate=config.knn_recalibrated_at_ends and step == total_steps)
             log.write(step, last_monitor)
             logging.info("epoch %d monitor: %s", epoch,
                          ", ".join(f"{k} {v:.4f}" for k, v in last_monitor.items()))
