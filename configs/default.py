@@ -198,6 +198,10 @@ def get_config() -> ml_collections.ConfigDict:
   # linear and transfer (evaluate/bn_recalibration.py). Off in the family's protocol; the
   # comparison (python -m actclr_jax.compare) reports both.
   config.eval.features.bn_recalibration = False
+  # Which layers take the re-estimated statistics: all | data_bn | blocks (the others keep the
+  # checkpoint's). A diagnostic: at init, data_bn and the blocks' layers are identities
+  # (README, "Why the untrained network is so strong").
+  config.eval.features.bn_recalibration_layers = "all"
   config.eval.features.bn_recalibration_batch_size = 128
   # KNN: the knn mode and the pretraining monitor (every k is reported by both).
   config.eval.knn = ml_collections.ConfigDict()

@@ -5,6 +5,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from actclr_jax import models
 from actclr_jax.evaluate import bn_recalibration
@@ -50,3 +51,19 @@ def test_random_encoder_features_stop_being_constant():
   after = spread(bn_recalibration.recalibrate(model, variables["params"],
                                               variables["batch_stats"], batches))
   assert after > 2.5 * before, (before, after)  # measured: 0.035 -> 0.116
+
+
+def test_layer_groups_split_the_statistics_between_data_bn_and_the_blocks():
+  model, variables, batches = _setup()
+  initial = variables["batch_stats"]
+  full = bn_recalibration.recalibrate(model, variables["params"], initial, batches)
+  first = bn_recalibration.select_layers(initial, full, "data_bn")
+  rest = bn_recalibration.select_layers(initial, full, "blocks")
+  assert bn_recalibration.select_layers(initial, full, "all") is full
+  for name, layer in full["encoder"].items():
+    taken, kept = (first, rest) if name == "data_bn" else (rest, first)
+    jax.tree.map(np.testing.assert_array_equal, taken["encoder"][name], layer)
+    jax.tree.map(np.testing.assert_array_equal, kept["encoder"][name], initial["encoder"][name])
+  assert len(full["encoder"]) > 1 and "data_bn" in full["encoder"]
+  with pytest.raises(ValueError, match="bn_recalibration_layers"):
+    bn_recalibration.select_layers(initial, full, "first")

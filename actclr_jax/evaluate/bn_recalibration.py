@@ -61,3 +61,22 @@ def recalibrate(model: nn.Module, params, batch_stats, batches: Iterable[np.ndar
   if count == 0:
     raise ValueError("BatchNorm recalibration needs at least one batch of training data")
   return jax.tree.map(lambda a: np.asarray(a / count), total)
+
+
+LAYER_GROUPS = ("all", "data_bn", "blocks")
+
+
+def select_layers(initial, recalibrated, layers: str = "all"):
+  """`recalibrated` statistics for one group of layers, `initial` ones elsewhere (a diagnostic):
+  'all', 'data_bn' (the input's BatchNorm only) or 'blocks' (every BatchNorm but data_bn). The
+  trees have batch_stats' structure."""
+  if layers not in LAYER_GROUPS:
+    raise ValueError(f"config key eval.features.bn_recalibration_layers={layers!r}: expected "
+                     f"one of {LAYER_GROUPS}")
+  if layers == "all":
+    return recalibrated
+
+  def pick(path, old, new):
+    is_input = any(getattr(p, "key", None) == "data_bn" for p in path)
+    return new if is_input == (layers == "data_bn") else old
+  return jax.tree_util.tree_map_with_path(pick, initial, recalibrated)

@@ -84,14 +84,18 @@ def encoder_features(pre: Pretrained, arrays: pipeline.SplitArrays, data: pipeli
 def recalibrated_batch_stats(params, batch_stats, data: pipeline.Data, config):
   """The online network's BatchNorm statistics re-estimated on clean training data
   (bn_recalibration.py): batches of eval.features.bn_recalibration_batch_size samples in a
-  fixed random order (seed 0), the remainder dropped."""
+  fixed random order (seed 0), the remainder dropped; only the layers of
+  eval.features.bn_recalibration_layers (all | data_bn | blocks) take the new statistics."""
   train = data.train
   size = min(int(config.eval.features.bn_recalibration_batch_size), len(train))
   order = np.random.default_rng(0).permutation(len(train))
   batches = (streams.to_stream(np.asarray(train.data[np.sort(order[s:s + size])], np.float32),
                                config.data.stream, data.layout)
              for s in range(0, len(train) - size + 1, size))
-  return bn_recalibration.recalibrate(builder.build_model(config), params, batch_stats, batches)
+  recalibrated = bn_recalibration.recalibrate(builder.build_model(config), params, batch_stats,
+                                              batches)
+  return bn_recalibration.select_layers(batch_stats, recalibrated,
+                                        config.eval.features.bn_recalibration_layers)
 
 
 def recalibrated(pre: Pretrained, data: pipeline.Data, config) -> Pretrained:
@@ -113,7 +117,10 @@ def standardized(config, train_x: np.ndarray, *others: np.ndarray) -> tuple[np.n
 
 def _cache_tag(config) -> str:
   tag = f"{config.data.dataset}_{config.data.split}_{config.data.stream}_t{config.data.frames}"
-  return tag + ("_bnrecal" if config.eval.features.bn_recalibration else "")
+  if not config.eval.features.bn_recalibration:
+    return tag
+  layers = config.eval.features.bn_recalibration_layers
+  return tag + "_bnrecal" + ("" if layers == "all" else f"_{layers}")
 
 
 def cached_features(pre: Pretrained, data: pipeline.Data, config, workdir: str) -> dict:
