@@ -7,7 +7,6 @@ import ml_collections
 
 from actclr_jax import augment, graph
 from actclr_jax.data import streams
-from actclr_jax.evaluate import bn_recalibration
 from actclr_jax.models import convolutions
 from actclr_jax.models import stgcn
 
@@ -27,8 +26,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       ("actionlet.placement", config.actionlet.placement, ("gradient", "random", "other_sample")),
       ("model.temporal_conv", config.model.temporal_conv, convolutions.TEMPORAL_CONV_METHODS),
       ("model.memory_layout", config.model.memory_layout, stgcn.MEMORY_LAYOUTS),
-      ("eval.features.bn_recalibration_layers", config.eval.features.bn_recalibration_layers,
-       bn_recalibration.LAYER_GROUPS),
   ]
   for key, value, allowed in checks:
     if value not in allowed:

@@ -66,13 +66,18 @@ def recalibrate(model: nn.Module, params, batch_stats, batches: Iterable[np.ndar
 LAYER_GROUPS = ("all", "data_bn", "blocks")
 
 
+def check_layers(layers: str) -> None:
+  """Raises a ValueError naming the config key unless layers is one of LAYER_GROUPS."""
+  if layers not in LAYER_GROUPS:
+    raise ValueError(f"config key eval.features.bn_recalibration_layers={layers!r}: expected "
+                     f"one of {LAYER_GROUPS}")
+
+
 def select_layers(initial, recalibrated, layers: str = "all"):
   """`recalibrated` statistics for one group of layers, `initial` ones elsewhere (a diagnostic):
   'all', 'data_bn' (the input's BatchNorm only) or 'blocks' (every BatchNorm but data_bn). The
   trees have batch_stats' structure."""
-  if layers not in LAYER_GROUPS:
-    raise ValueError(f"config key eval.features.bn_recalibration_layers={layers!r}: expected "
-                     f"one of {LAYER_GROUPS}")
+  check_layers(layers)
   if layers == "all":
     return recalibrated
 

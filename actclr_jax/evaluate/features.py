@@ -86,6 +86,8 @@ def recalibrated_batch_stats(params, batch_stats, data: pipeline.Data, config):
   (bn_recalibration.py): batches of eval.features.bn_recalibration_batch_size samples in a
   fixed random order (seed 0), the remainder dropped; only the layers of
   eval.features.bn_recalibration_layers (all | data_bn | blocks) take the new statistics."""
+  layers = config.eval.features.bn_recalibration_layers
+  bn_recalibration.check_layers(layers)  # before the forward passes, not after them
   train = data.train
   size = min(int(config.eval.features.bn_recalibration_batch_size), len(train))
   order = np.random.default_rng(0).permutation(len(train))
@@ -94,8 +96,7 @@ def recalibrated_batch_stats(params, batch_stats, data: pipeline.Data, config):
              for s in range(0, len(train) - size + 1, size))
   recalibrated = bn_recalibration.recalibrate(builder.build_model(config), params, batch_stats,
                                               batches)
-  return bn_recalibration.select_layers(batch_stats, recalibrated,
-                                        config.eval.features.bn_recalibration_layers)
+  return bn_recalibration.select_layers(batch_stats, recalibrated, layers)
 
 
 def recalibrated(pre: Pretrained, data: pipeline.Data, config) -> Pretrained:

@@ -98,10 +98,7 @@ def checkpoint_geometry(state: dict, data: pipeline.Data, config: ml_collections
   """The three measures of the module docstring for one restored pretraining state; pooled is
   offline_pooled jitted with config, model and layout bound (one program for every
   checkpoint)."""
-  online = pretrained.Pretrained(params=state["params"], batch_stats=state["batch_stats"],
-                                 ema_params=state["ema_state"]["ema"],
-                                 ema_batch_stats=state["ema_batch_stats"],
-                                 anchor=state["anchor"])
+  online = pretrained.Pretrained.from_state(state)
   result = {f"bank_{k}": v for k, v in bank_class_similarity(
       state["bank"], state["bank_index"], data.train.labels).items()}
   for kind in ("encoder", "projector"):
@@ -155,7 +152,7 @@ def measure(workdir: str, config: ml_collections.ConfigDict, steps: list[int] | 
   workdir/eval/geometry.json."""
   data = features.load_eval_data(config)
   steps = steps or pretrained.checkpoint_steps(workdir)
-  per_epoch = max(len(data.train.labels) // config.batch_size, 1)
+  per_epoch = pipeline.steps_per_epoch(len(data.train.labels), config.batch_size)
   model = builder.build_model(config)
   pooled = jax.jit(functools.partial(offline_pooled, config=config, model=model,
                                      layout=data.layout))

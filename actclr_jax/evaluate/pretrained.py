@@ -39,6 +39,14 @@ class Pretrained:
   path: str = flax.struct.field(pytree_node=False, default="")  # the directory of `step`
   step: int = flax.struct.field(pytree_node=False, default=0)
 
+  @classmethod
+  def from_state(cls, state: dict, **where) -> "Pretrained":
+    """The evaluators' view of a restored pretraining state (restore_state's dict); `where`:
+    workdir, path, step."""
+    return cls(params=state["params"], batch_stats=state["batch_stats"],
+               ema_params=state["ema_state"]["ema"], ema_batch_stats=state["ema_batch_stats"],
+               anchor=state["anchor"], **where)
+
   @property
   def variables(self) -> dict:
     """The online network's {'params', 'batch_stats'}: what the evaluators encode with."""
@@ -131,7 +139,4 @@ def restore(workdir: str, config: ml_collections.ConfigDict,
   """Restores checkpoint `step` (the latest when None) of `{workdir}/checkpoints` and checks it
   fits the config."""
   state, path, step = restore_state(workdir, config, step)
-  return Pretrained(params=state["params"], batch_stats=state["batch_stats"],
-                    ema_params=state["ema_state"]["ema"],
-                    ema_batch_stats=state["ema_batch_stats"], anchor=state["anchor"],
-                    workdir=workdir, path=path, step=step)
+  return Pretrained.from_state(state, workdir=workdir, path=path, step=step)
