@@ -105,8 +105,11 @@ def branch_from(phase1: str, workdir: str) -> None:
 
 
 def evaluate(config, workdir: str) -> dict:
-  """{protocol: {metric: value}} of the latest checkpoint in workdir, cached in compare_eval.json."""
-  path = os.path.join(workdir, "compare_eval.json")
+  """{protocol: {metric: value}} of the latest checkpoint in workdir, cached in compare_eval.json
+  (compare_eval_offline.json for eval.features.network=offline)."""
+  network = config.eval.features.network
+  path = os.path.join(workdir, "compare_eval.json" if network == "online"
+                      else f"compare_eval_{network}.json")
   if os.path.exists(path):
     with open(path) as f:
       cached = json.load(f)

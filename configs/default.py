@@ -203,6 +203,10 @@ def get_config() -> ml_collections.ConfigDict:
   # (README, "Why the untrained network is so strong").
   config.eval.features.bn_recalibration_layers = "all"
   config.eval.features.bn_recalibration_batch_size = 128
+  # Which of the checkpoint's two networks is evaluated (and finetuned): online (the trained
+  # query encoder, the family's choice) | offline (the momentum encoder, an average of the
+  # online one over its last ~1 / (1 - moco.momentum) steps). The two are equal at init.
+  config.eval.features.network = "online"
   # KNN: the knn mode and the pretraining monitor (every k is reported by both).
   config.eval.knn = ml_collections.ConfigDict()
   config.eval.knn.ks = (10, 20, 40)

@@ -92,6 +92,38 @@ def test_knn_and_the_monitor_share_one_path(run_dir):
     assert watched[f"knn_top1_k{k}"] == pytest.approx(raw[f"top1_k{k}"])
 
 
+def test_the_offline_network_is_evaluated_on_request(run_dir):
+  config, workdir = run_dir
+  step, saved = restore_params(workdir)
+  offline_config = _with(config, **{"eval.features.network": "offline"})
+  pre = pretrained.restore(workdir, offline_config)
+  # The evaluated slots hold the momentum network; the actionlet's slots are untouched.
+  jax.tree.map(np.testing.assert_array_equal, pre.params,
+               jax.tree.map(np.asarray, saved["ema_state"]["ema"]))
+  jax.tree.map(np.testing.assert_array_equal, pre.batch_stats,
+               jax.tree.map(np.asarray, saved["ema_batch_stats"]))
+  jax.tree.map(np.testing.assert_array_equal, pre.ema_params, pre.params)
+  online = pretrained.restore(workdir, config)
+  assert not np.array_equal(online.params["encoder"]["data_bn"]["scale"],
+                            pre.params["encoder"]["data_bn"]["scale"])
+  data = features.load_eval_data(config)
+  model = builder.build_model(config)
+  x = np.asarray(data.val.data[:2])
+  want = model.apply({"params": saved["ema_state"]["ema"], "batch_stats": saved["ema_batch_stats"]},
+                     x, train=False)["feature"]
+  got = features.encoder_features(pre, data.val, data, config)[:2]
+  np.testing.assert_allclose(got, np.asarray(want), rtol=1e-5, atol=1e-6)
+  # The knn evaluator and the monitor read the same network; its features get their own cache.
+  knn = evaluators.run("knn", offline_config, workdir)["metrics"]
+  watched = monitor.Monitor(offline_config, model, data, parallel.local_batch_sharding())(
+      pretrained.restore(workdir, config))
+  for k in (10, 20, 40):
+    assert watched[f"knn_standardized_top1_k{k}"] == pytest.approx(knn[f"top1_k{k}"])
+  assert features._cache_tag(offline_config) == features._cache_tag(config) + "_offline"
+  with pytest.raises(ValueError, match="eval.features.network='ema'"):
+    evaluators.run("knn", _with(config, **{"eval.features.network": "ema"}), workdir)
+
+
 def test_linear(run_dir):
   config, workdir = run_dir
   step, saved = restore_params(workdir)

@@ -1,7 +1,8 @@
 """Frozen-encoder features for the evaluators and the pretraining monitor.
 
-Which network: the online (query) encoder with its BatchNorm statistics, in inference mode
-(optionally recalibrated on clean data, config group eval.features). Evaluation reads every
+Which network: the online (query) encoder, or the offline (momentum) one with
+eval.features.network=offline, with its BatchNorm statistics, in inference mode (optionally
+recalibrated on clean data, config group eval.features). Evaluation reads every
 split on this process's local devices; the monitor reads its process's shard of the data.
 """
 
@@ -74,7 +75,7 @@ def feature_fn(model: stgcn.ContrastiveNet, feature: str = "encoder"):
 
 def encoder_features(pre: Pretrained, arrays: pipeline.SplitArrays, data: pipeline.Data,
                      config, feature: str = "encoder") -> np.ndarray:
-  """(N, D) features of every sample of `arrays` from the restored online network."""
+  """(N, D) features of every sample of `arrays` from the restored network (`pre.variables`)."""
   apply = feature_fn(builder.build_model(config), feature)
   variables = pre.variables
   return extract_features(lambda x: apply(variables, x), arrays, data, config,
@@ -82,7 +83,7 @@ def encoder_features(pre: Pretrained, arrays: pipeline.SplitArrays, data: pipeli
 
 
 def recalibrated_batch_stats(params, batch_stats, data: pipeline.Data, config):
-  """The online network's BatchNorm statistics re-estimated on clean training data
+  """The evaluated network's BatchNorm statistics re-estimated on clean training data
   (bn_recalibration.py): batches of eval.features.bn_recalibration_batch_size samples in a
   fixed random order (seed 0), the remainder dropped; only the layers of
   eval.features.bn_recalibration_layers (all | data_bn | blocks) take the new statistics."""
@@ -100,7 +101,7 @@ def recalibrated_batch_stats(params, batch_stats, data: pipeline.Data, config):
 
 
 def recalibrated(pre: Pretrained, data: pipeline.Data, config) -> Pretrained:
-  """`pre` with its online BatchNorm statistics re-estimated on clean training data when config
+  """`pre` with its evaluated network's BatchNorm statistics re-estimated on clean training data when config
   key eval.features.bn_recalibration is set (recalibrated_batch_stats), else `pre` itself."""
   if not config.eval.features.bn_recalibration:
     return pre
@@ -118,6 +119,8 @@ def standardized(config, train_x: np.ndarray, *others: np.ndarray) -> tuple[np.n
 
 def _cache_tag(config) -> str:
   tag = f"{config.data.dataset}_{config.data.split}_{config.data.stream}_t{config.data.frames}"
+  if config.eval.features.network != "online":
+    tag += f"_{config.eval.features.network}"
   if not config.eval.features.bn_recalibration:
     return tag
   layers = config.eval.features.bn_recalibration_layers

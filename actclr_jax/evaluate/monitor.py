@@ -25,7 +25,8 @@ def effective_rank(features: np.ndarray) -> float:
 
 class Monitor:
   """What the trainer logs every config.knn_every_epochs: `evaluators.Knn.accuracy` (config
-  group eval.knn) of the online encoder in inference mode, on raw and on standardised features,
+  group eval.knn) of the encoder in inference mode (the online one, or the offline one with
+  eval.features.network=offline), on raw and on standardised features,
   and, where the data set has a ground-truth actionlet (synthetic), the IoU of the offline
   network's actionlet with it. Jitted once.
 
@@ -33,13 +34,14 @@ class Monitor:
   returns {knn_top1_k{k}, knn_standardized_top1_k{k} for k in eval.knn.ks,
   feature_effective_rank, and actionlet_iou, random_mask_iou, actionlet_area,
   actionlet_all_zero, actionlet_all_one where there is a truth}; `monitor(state,
-  recalibrate=True)` adds knn_recalibrated_top1_k{k}: raw features of the online network with
+  recalibrate=True)` adds knn_recalibrated_top1_k{k}: raw features of that network with
   its BatchNorm statistics re-estimated on clean training data (the comparison's bn_recal
   protocol).
   """
 
   def __init__(self, config, model, data: pipeline.Data, sharding,
                max_actionlet_samples: int = 512):
+    pretrained.check_network(config.eval.features.network)
     self._config, self._data, self._sharding = config, data, sharding
     self._multi_process = jax.process_count() > 1
     if self._multi_process:
@@ -60,7 +62,10 @@ class Monitor:
       state = pretrained.Pretrained(*(jax.tree.map(np.asarray, tree) for tree in (
           state.params, state.batch_stats, state.ema_params, state.ema_batch_stats,
           state.anchor)))
-    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    params, batch_stats = ((state.params, state.batch_stats)
+                           if config.eval.features.network == "online" else
+                           (state.ema_params, state.ema_batch_stats))
+    variables = {"params": params, "batch_stats": batch_stats}
     encode = lambda x: self._encode(variables, x)
     train_x = features.extract_features(encode, data.train, data, config, self._sharding)
     val_x = features.extract_features(encode, data.val, data, config, self._sharding)
@@ -74,8 +79,8 @@ class Monitor:
     if recalibrate:
       # The untrained network's init statistics (mean 0, var 1) leave its BatchNorm layers
       # as identities, a function no trained network computes: this is the other fair baseline.
-      stats = features.recalibrated_batch_stats(state.params, state.batch_stats, data, config)
-      recalibrated = {"params": state.params, "batch_stats": stats}
+      stats = features.recalibrated_batch_stats(params, batch_stats, data, config)
+      recalibrated = {"params": params, "batch_stats": stats}
       encode = lambda x: self._encode(recalibrated, x)
       result.update({f"knn_recalibrated_{k}": v for k, v in self._knn.accuracy(
           config, features.extract_features(encode, data.train, data, config, self._sharding),

@@ -30,8 +30,8 @@ class Pretrained:
   state that `actionlet.inference_actionlet` reads (ema_params, ema_batch_stats, anchor), so it
   can be passed through jit as it is.
   """
-  params: dict  # online {'encoder', 'projector'}
-  batch_stats: dict  # online {'encoder'}
+  params: dict  # the evaluated network's {'encoder', 'projector'} (online unless network())
+  batch_stats: dict  # the evaluated network's {'encoder'}
   ema_params: dict  # offline (momentum) network
   ema_batch_stats: dict
   anchor: np.ndarray  # (C, T, V, M) static anchor
@@ -47,10 +47,29 @@ class Pretrained:
                ema_params=state["ema_state"]["ema"], ema_batch_stats=state["ema_batch_stats"],
                anchor=state["anchor"], **where)
 
+  def network(self, name: str) -> "Pretrained":
+    """This checkpoint with the network `name` (online | offline, config key
+    eval.features.network) in the place every evaluator reads (params, batch_stats); the offline
+    network, which the actionlet reads, stays where it is."""
+    check_network(name)
+    if name == "online":
+      return self
+    return self.replace(params=self.ema_params, batch_stats=self.ema_batch_stats)
+
   @property
   def variables(self) -> dict:
-    """The online network's {'params', 'batch_stats'}: what the evaluators encode with."""
+    """The evaluated network's {'params', 'batch_stats'}: what the evaluators encode with."""
     return {"params": self.params, "batch_stats": self.batch_stats}
+
+
+NETWORKS = ("online", "offline")
+
+
+def check_network(name: str) -> None:
+  """Raises a ValueError naming config key eval.features.network unless `name` is one of
+  NETWORKS."""
+  if name not in NETWORKS:
+    raise ValueError(f"config key eval.features.network={name!r}: expected one of {NETWORKS}")
 
 
 def expected_variables(config: ml_collections.ConfigDict) -> dict:
@@ -137,6 +156,8 @@ def restore_state(workdir: str, config: ml_collections.ConfigDict,
 def restore(workdir: str, config: ml_collections.ConfigDict,
             step: int | None = None) -> Pretrained:
   """Restores checkpoint `step` (the latest when None) of `{workdir}/checkpoints` and checks it
-  fits the config."""
+  fits the config; params and batch_stats hold the network of eval.features.network."""
+  check_network(config.eval.features.network)  # before the restore, not after it
   state, path, step = restore_state(workdir, config, step)
-  return Pretrained.from_state(state, workdir=workdir, path=path, step=step)
+  pre = Pretrained.from_state(state, workdir=workdir, path=path, step=step)
+  return pre.network(config.eval.features.network)
