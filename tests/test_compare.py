@@ -54,7 +54,8 @@ def test_methods_share_phase_one_and_the_table_has_every_cell(tmp_path):
       knn = json.load(f)
     assert knn["config"]["eval"]["features"] == {**compare.PROTOCOLS[last],
                                                  "bn_recalibration_batch_size": 128,
-                                                 "bn_recalibration_layers": "all"}
+                                                 "bn_recalibration_layers": "all",
+                                                 "network": "online"}
     assert results[method][last]["knn_top1_k20"] == knn["metrics"]["top1_k20"]
   # Different encoders, and different feature protocols of one encoder, give different cells.
   cells = lambda method, protocol: tuple(results[method][protocol][m] for m in compare.METRICS)
