@@ -101,8 +101,9 @@ def recalibrated_batch_stats(params, batch_stats, data: pipeline.Data, config):
 
 
 def recalibrated(pre: Pretrained, data: pipeline.Data, config) -> Pretrained:
-  """`pre` with its evaluated network's BatchNorm statistics re-estimated on clean training data when config
-  key eval.features.bn_recalibration is set (recalibrated_batch_stats), else `pre` itself."""
+  """`pre` with its evaluated network's BatchNorm statistics re-estimated on clean training
+  data when config key eval.features.bn_recalibration is set (recalibrated_batch_stats), else
+  `pre` itself."""
   if not config.eval.features.bn_recalibration:
     return pre
   return pre.replace(batch_stats=recalibrated_batch_stats(pre.params, pre.batch_stats, data,

@@ -62,9 +62,7 @@ class Monitor:
       state = pretrained.Pretrained(*(jax.tree.map(np.asarray, tree) for tree in (
           state.params, state.batch_stats, state.ema_params, state.ema_batch_stats,
           state.anchor)))
-    params, batch_stats = ((state.params, state.batch_stats)
-                           if config.eval.features.network == "online" else
-                           (state.ema_params, state.ema_batch_stats))
+    params, batch_stats = pretrained.network_variables(state, config.eval.features.network)
     variables = {"params": params, "batch_stats": batch_stats}
     encode = lambda x: self._encode(variables, x)
     train_x = features.extract_features(encode, data.train, data, config, self._sharding)

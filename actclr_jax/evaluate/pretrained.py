@@ -51,10 +51,8 @@ class Pretrained:
     """This checkpoint with the network `name` (online | offline, config key
     eval.features.network) in the place every evaluator reads (params, batch_stats); the offline
     network, which the actionlet reads, stays where it is."""
-    check_network(name)
-    if name == "online":
-      return self
-    return self.replace(params=self.ema_params, batch_stats=self.ema_batch_stats)
+    params, batch_stats = network_variables(self, name)
+    return self.replace(params=params, batch_stats=batch_stats)
 
   @property
   def variables(self) -> dict:
@@ -70,6 +68,15 @@ def check_network(name: str) -> None:
   NETWORKS."""
   if name not in NETWORKS:
     raise ValueError(f"config key eval.features.network={name!r}: expected one of {NETWORKS}")
+
+
+def network_variables(state, name: str) -> tuple[dict, dict]:
+  """(params, batch_stats) of network `name` (online | offline) of a train state or a
+  Pretrained: anything with params, batch_stats, ema_params and ema_batch_stats."""
+  check_network(name)
+  if name == "online":
+    return state.params, state.batch_stats
+  return state.ema_params, state.ema_batch_stats
 
 
 def expected_variables(config: ml_collections.ConfigDict) -> dict:
