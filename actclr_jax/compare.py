@@ -104,12 +104,17 @@ def branch_from(phase1: str, workdir: str) -> None:
   os.replace(target + ".tmp", target)
 
 
-def evaluate(config, workdir: str) -> dict:
-  """{protocol: {metric: value}} of the latest checkpoint in workdir, cached in compare_eval.json
-  (compare_eval_offline.json for eval.features.network=offline)."""
+def cache_path(config, workdir: str, name: str) -> str:
+  """{workdir}/{name}.json, or {name}_offline.json when eval.features.network=offline: the
+  comparison's caches are per evaluated network."""
   network = config.eval.features.network
-  path = os.path.join(workdir, "compare_eval.json" if network == "online"
-                      else f"compare_eval_{network}.json")
+  return os.path.join(workdir, name + ("" if network == "online" else f"_{network}") + ".json")
+
+
+def evaluate(config, workdir: str) -> dict:
+  """{protocol: {metric: value}} of the latest checkpoint in workdir, cached in
+  compare_eval.json (cache_path)."""
+  path = cache_path(config, workdir, "compare_eval")
   if os.path.exists(path):
     with open(path) as f:
       cached = json.load(f)
@@ -161,8 +166,8 @@ def run_seed(config, workdir: str, seed: int, methods, probe_seeds: int = 1) -> 
 
 def probe_spread(config, workdir: str, probe_seeds: int) -> list[float]:
   """Final linear top-1 of the primary protocol's probe for probe seeds 0..probe_seeds-1 on
-  the frozen features of workdir's encoder (cached in compare_probes.json)."""
-  path = os.path.join(workdir, "compare_probes.json")
+  the frozen features of workdir's encoder (cached in compare_probes.json, cache_path)."""
+  path = cache_path(config, workdir, "compare_probes")
   if os.path.exists(path):
     with open(path) as f:
       cached = json.load(f)

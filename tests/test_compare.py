@@ -93,3 +93,14 @@ def test_a_sigterm_stopped_run_is_neither_reused_nor_continued(tmp_path, monkeyp
     json.dump({**stopped, "step": 800, "preempted": False}, f)
   assert compare._finished(workdir, 100) and not compare._finished(workdir, 140)
   compare.pretrain(config, workdir)  # finished: reused, trainer not called
+
+
+def test_each_evaluated_network_has_its_own_caches(tmp_path):
+  config = eval_config(str(tmp_path))
+  online = {compare.cache_path(config, "w", n) for n in ("compare_eval", "compare_probes")}
+  config.eval.features.network = "offline"
+  offline = {compare.cache_path(config, "w", n) for n in ("compare_eval", "compare_probes")}
+  assert online == {os.path.join("w", "compare_eval.json"),
+                    os.path.join("w", "compare_probes.json")}
+  assert offline == {os.path.join("w", "compare_eval_offline.json"),
+                     os.path.join("w", "compare_probes_offline.json")}
