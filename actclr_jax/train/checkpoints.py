@@ -70,9 +70,20 @@ def _silence_closed_event_loop_callbacks() -> None:
   unraisable_hook._actclr_filter = True  # pylint: disable=protected-access
   sys.unraisablehook = unraisable_hook
   sys.excepthook = excepthook
-  # The reads that did fail are also logged by asyncio as never-retrieved task exceptions.
-  std_logging.getLogger("asyncio").addFilter(
-      lambda record: not str(record.msg).startswith("Task exception was never retrieved"))
+  # The reads that did fail are also logged by asyncio as never-retrieved exceptions, of a Task
+  # or of the _GatheringFuture that collected them.
+  std_logging.getLogger("asyncio").addFilter(_is_not_a_logged_echo)
+
+
+def _is_not_a_logged_echo(record: std_logging.LogRecord) -> bool:
+  """False for asyncio's report of a read task, or of the future gathering the reads, that failed
+  with a restore's echo (a Task's is dropped whatever its error, as the failed read itself)."""
+  message = str(record.msg)
+  if message.startswith("Task exception was never retrieved"):
+    return False
+  exception = record.exc_info[1] if record.exc_info else None
+  return not (message.split("\n", 1)[0].endswith("exception was never retrieved")
+              and _is_echo(exception))
 
 
 class Checkpointer:
