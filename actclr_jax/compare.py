@@ -36,7 +36,7 @@ import numpy as np
 from ml_collections import config_flags
 
 from actclr_jax import logs
-from actclr_jax.evaluate import evaluators
+from actclr_jax.evaluate import evaluators, pretrained
 from actclr_jax.train import trainer
 
 FLAGS = flags.FLAGS
@@ -107,8 +107,8 @@ def branch_from(phase1: str, workdir: str) -> None:
 def cache_path(config, workdir: str, name: str) -> str:
   """{workdir}/{name}.json, or {name}_offline.json when eval.features.network=offline: the
   comparison's caches are per evaluated network."""
-  network = config.eval.features.network
-  return os.path.join(workdir, name + ("" if network == "online" else f"_{network}") + ".json")
+  return os.path.join(workdir,
+                      name + pretrained.network_suffix(config.eval.features.network) + ".json")
 
 
 def evaluate(config, workdir: str) -> dict:

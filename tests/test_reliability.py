@@ -6,6 +6,7 @@ bit-identical parameters and memory bank.
 """
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -17,6 +18,7 @@ import jax
 import numpy as np
 import pytest
 
+from actclr_jax.train import checkpoints
 from tests.conftest import restore_params
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -198,9 +200,6 @@ def test_no_readable_checkpoint_stops_with_one_clear_error(config_file, straight
 def test_asyncio_reports_of_a_failed_restore_are_dropped_and_others_kept():
   """A failed restore's reads reach asyncio's logger as never-retrieved exceptions of a Task or of
   the _GatheringFuture that collected them (the CI failure of stop 31); other reports pass."""
-  import logging  # pylint: disable=import-outside-toplevel
-  from actclr_jax.train import checkpoints  # pylint: disable=import-outside-toplevel
-
   def record(message, error):
     return logging.LogRecord("asyncio", logging.ERROR, __file__, 1, message, None,
                              (type(error), error, None))

@@ -22,7 +22,7 @@ import numpy as np
 from actclr_jax import parallel
 from actclr_jax.data import io, pipeline, streams
 from actclr_jax.evaluate import bn_recalibration, knn
-from actclr_jax.evaluate.pretrained import Pretrained
+from actclr_jax.evaluate.pretrained import Pretrained, network_suffix
 from actclr_jax.models import builder, stgcn
 
 FEATURES = {"encoder": "feature", "projector": "z"}  # config value -> ContrastiveNet output
@@ -119,9 +119,8 @@ def standardized(config, train_x: np.ndarray, *others: np.ndarray) -> tuple[np.n
 
 
 def _cache_tag(config) -> str:
-  tag = f"{config.data.dataset}_{config.data.split}_{config.data.stream}_t{config.data.frames}"
-  if config.eval.features.network != "online":
-    tag += f"_{config.eval.features.network}"
+  tag = (f"{config.data.dataset}_{config.data.split}_{config.data.stream}_t{config.data.frames}"
+         + network_suffix(config.eval.features.network))
   if not config.eval.features.bn_recalibration:
     return tag
   layers = config.eval.features.bn_recalibration_layers

@@ -70,6 +70,13 @@ def check_network(name: str) -> None:
     raise ValueError(f"config key eval.features.network={name!r}: expected one of {NETWORKS}")
 
 
+def network_suffix(name: str) -> str:
+  """What file names of results and caches of network `name` end with: "" for the online network
+  (the names before the choice existed), "_offline" for the offline one."""
+  check_network(name)
+  return "" if name == "online" else f"_{name}"
+
+
 def network_variables(state, name: str) -> tuple[dict, dict]:
   """(params, batch_stats) of network `name` (online | offline) of a train state or a
   Pretrained: anything with params, batch_stats, ema_params and ema_batch_stats."""
