@@ -17,6 +17,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   checks = [
       ("data.stream", config.data.stream, streams.STREAMS),
       ("optimizer", config.optimizer, ("sgd", "adam")),
+      ("lr_schedule", config.lr_schedule, ("step", "cosine")),
       ("loss.center_projections", config.loss.center_projections,
        ("none", "phase2", "always")),
       ("actionlet.safp_norm", config.actionlet.safp_norm, ("none", "gap")),

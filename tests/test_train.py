@@ -197,6 +197,30 @@ def test_phase_two_restarts_the_learning_rate_schedule(tmp_path):
   np.testing.assert_allclose(float(schedule(95)), 0.01, rtol=1e-6)
 
 
+def test_cosine_schedule_anneals_each_phase_from_the_base_lr_to_zero(tmp_path):
+  """lr_schedule=cosine: phase 1 (4 epochs of 10 steps) and phase 2 (6 epochs) each follow
+  base * (1 + cos(pi * s / S)) / 2 from their own first step; the step decays are not used;
+  phase 1 run alone (num_epochs = start_epoch, compare's phase1/) is the same curve."""
+  config = tiny_config(tmp_path)
+  config.learning_rate, config.batch_size = 0.1, 128
+  config.num_epochs, config.actionlet.start_epoch = 10, 4
+  config.lr_decay_epochs, config.actionlet.lr_decay_epochs = (1,), (2,)
+  config.lr_schedule = "cosine"
+  schedule = schedules.pretraining(config, steps_per_epoch=10)
+  expected = [0.05 * (1 + np.cos(np.pi * s / 40)) for s in range(40)]
+  expected += [0.05 * (1 + np.cos(np.pi * s / 60)) for s in range(60)]
+  np.testing.assert_allclose([float(schedule(s)) for s in range(100)], expected, rtol=1e-5,
+                             atol=1e-7)
+  assert float(schedule(20)) == pytest.approx(0.05) and float(schedule(40)) == pytest.approx(0.1)
+  config.num_epochs = 4
+  alone = schedules.pretraining(config, steps_per_epoch=10)
+  np.testing.assert_allclose([float(alone(s)) for s in range(40)], expected[:40], rtol=1e-5,
+                             atol=1e-7)
+  config.lr_schedule = "linear"
+  with pytest.raises(ValueError, match=r"config key lr_schedule='linear'"):
+    config_checks.validate_config(config)
+
+
 def test_warmup_ramps_each_phase_from_its_own_start(tmp_path):
   config = tiny_config(tmp_path)
   config.learning_rate, config.batch_size = 0.1, 128
