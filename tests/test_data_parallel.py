@@ -35,7 +35,7 @@ DATA_PARALLEL_SCRIPT = textwrap.dedent("""
         mesh = parallel.make_mesh(devices)
         state = jax.device_put(state, NamedSharding(mesh, P()))
         batch = jax.device_put(make_batch(x), NamedSharding(mesh, P("data")))
-        steps = trainer.jit_train_steps(config, model, tx, ema_tx, layout, mesh)
+        steps = trainer.jit_train_steps(config, model, tx, layout, mesh)
         state, metrics = steps[use_actionlet](state, batch)
         state, metrics = steps[use_actionlet](state, batch)
         outs.append((jax.tree.map(np.asarray, state), float(metrics["loss"])))

@@ -11,9 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from actclr_jax import config_checks, losses, schedules
+from actclr_jax import config_checks, losses, parallel, schedules
 from actclr_jax.data import io
 from actclr_jax.evaluate import evaluators
+from actclr_jax.train import state as state_lib
 from actclr_jax.train import step as step_lib
 from actclr_jax.train import summary as summary_lib
 from actclr_jax.train import trainer
@@ -70,6 +71,22 @@ def test_step_updates_offline_network_by_the_ema_formula(use_actionlet):
       metrics["hardest_negative_similarity"]) <= 1.0
   again, metrics = step(new, make_batch(x))
   assert float(metrics["own_keys_in_bank"]) == 1.0  # each query's previous key, left out
+
+
+def test_actionlet_momentum_is_the_offline_momentum_of_the_actclr_step_only(tmp_path):
+  """actionlet.momentum (unset: moco.momentum) moves the offline network of the ActCLR step by
+  its own rate; the MoCo v2 step keeps moco.momentum. The trainer wires each step to its own."""
+  config = tiny_config(tmp_path)
+  config.moco.momentum, config.actionlet.momentum = 0.9, 0.5
+  offline, online = {"w": jnp.zeros(3)}, {"w": jnp.ones(3)}
+  moved = lambda tx: float(tx.update(online, tx.init(offline))[1].ema["w"][0])
+  assert moved(state_lib.ema_transform(config)) == pytest.approx(0.1)
+  assert moved(state_lib.ema_transform(config, actclr_step=True)) == pytest.approx(0.5)
+  steps = trainer.jit_train_steps(config, None, None, None, parallel.make_mesh())
+  assert moved(steps[False].__wrapped__.keywords["ema_tx"]) == pytest.approx(0.1)
+  assert moved(steps[True].__wrapped__.keywords["ema_tx"]) == pytest.approx(0.5)
+  config.actionlet.momentum = None
+  assert moved(state_lib.ema_transform(config, actclr_step=True)) == pytest.approx(0.1)
 
 
 def test_gap_key_similarity_is_that_of_the_keys_without_safp():

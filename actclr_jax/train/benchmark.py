@@ -345,14 +345,13 @@ def main(argv):
   mesh = parallel.make_mesh()
   model = builder.build_model(config)
   tx = state_lib.build_optimizer(config, steps_per_epoch=1000)
-  ema_tx = state_lib.ema_transform(config)
   rng = np.random.default_rng(0)
   shape = (batch_size, 3, frames, layout.num_joints, FLAGS.bodies)
   x = (rng.normal(size=shape) * 0.2).astype(np.float32)
   batch = jax.device_put({"data": jnp.asarray(x),
                           "index": jnp.arange(batch_size, dtype=jnp.int32)},
                          NamedSharding(mesh, P("data")))
-  steps_fn = trainer.jit_train_steps(config, model, tx, ema_tx, layout, mesh)
+  steps_fn = trainer.jit_train_steps(config, model, tx, layout, mesh)
   results = {"devices": [str(d) for d in jax.devices()], "batch_size": batch_size,
              "input_shape": list(shape), "compute_dtype": dtype,
              "memory_layout": stgcn.memory_layout(config.model.memory_layout),

@@ -73,9 +73,14 @@ def build_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int) -> 
   raise ValueError(f"Unknown optimizer {config.optimizer!r} (config key optimizer): sgd or adam")
 
 
-def ema_transform(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """offline <- m * offline + (1 - m) * online, as an optax EMA of the online params."""
-  return optax.ema(config.moco.momentum, debias=False)
+def ema_transform(config: ml_collections.ConfigDict,
+                  actclr_step: bool = False) -> optax.GradientTransformation:
+  """offline <- m * offline + (1 - m) * online, as an optax EMA of the online params: m is
+  moco.momentum, or in the ActCLR step actionlet.momentum where that is set."""
+  momentum = config.moco.momentum
+  if actclr_step and config.actionlet.get("momentum") is not None:
+    momentum = config.actionlet.momentum
+  return optax.ema(momentum, debias=False)
 
 
 def create_train_state(config: ml_collections.ConfigDict, model: stgcn.ContrastiveNet,

@@ -23,11 +23,14 @@ from actclr_jax.train import step as step_lib
 from actclr_jax.train import summary as summary_lib
 
 
-def jit_train_steps(config, model, tx, ema_tx, layout, mesh: Mesh) -> dict:
-  """The MoCo (False) and ActCLR (True) steps, jitted once each: replicated state, batch
-  sharded on its leading axis over the mesh, state donated."""
+def jit_train_steps(config, model, tx, layout, mesh: Mesh) -> dict:
+  """The MoCo (False) and ActCLR (True) steps, jitted once each, each with its offline momentum
+  (state.ema_transform): replicated state, batch sharded on its leading axis over the mesh,
+  state donated."""
   replicated, batch_sharding = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-  return {flag: jax.jit(step_lib.make_train_step(config, model, tx, ema_tx, layout, flag),
+  return {flag: jax.jit(step_lib.make_train_step(config, model, tx,
+                                                 state_lib.ema_transform(config, flag), layout,
+                                                 flag),
                         in_shardings=(replicated, batch_sharding),
                         out_shardings=(replicated, replicated), donate_argnums=0)
           for flag in (False, True)}
@@ -111,7 +114,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   replicated, batch_sharding = parallel.replicated(mesh), parallel.batch_sharding(mesh)
   model = builder.build_model(config)
   tx = state_lib.build_optimizer(config, data.steps_per_epoch)
-  ema_tx = state_lib.ema_transform(config)
   schedule = schedules.pretraining(config, data.steps_per_epoch)
   spe = data.steps_per_epoch
   total_steps = config.num_epochs * spe
@@ -144,7 +146,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   n_params = sum(x.size for x in jax.tree.leaves(state.params["encoder"]))
   logging.info("encoder parameters: %d (%.3f M); %d devices; %d steps/epoch; %d epochs",
                n_params, n_params / 1e6, jax.device_count(), spe, config.num_epochs)
-  steps = jit_train_steps(config, model, tx, ema_tx, data.layout, mesh)
+  steps = jit_train_steps(config, model, tx, data.layout, mesh)
   log = MetricsLog(workdir, resume_step=None if restored is None else step)
   monitor = monitor_lib.Monitor(config, model, data, batch_sharding)
   pending, last_monitor, preempted = [], {}, False
