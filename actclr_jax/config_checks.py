@@ -50,6 +50,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                      ("actionlet.warmup_epochs", config.actionlet.warmup_epochs)):
     if value < 0:
       raise ValueError(f"config key {key}={value} must be >= 0")
+  for key, value in (("moco.momentum", config.moco.momentum),
+                     ("actionlet.momentum", config.actionlet.get("momentum"))):
+    if value is not None and not 0.0 <= value <= 1.0:
+      raise ValueError(f"config key {key}={value} must lie in [0, 1]")
   if config.moco.bank_size < config.batch_size:
     raise ValueError(f"config key moco.bank_size={config.moco.bank_size} is smaller than "
                      f"batch_size={config.batch_size}")

@@ -87,6 +87,10 @@ def test_actionlet_momentum_is_the_offline_momentum_of_the_actclr_step_only(tmp_
   assert moved(steps[True].__wrapped__.keywords["ema_tx"]) == pytest.approx(0.5)
   config.actionlet.momentum = None
   assert moved(state_lib.ema_transform(config, actclr_step=True)) == pytest.approx(0.1)
+  config_checks.validate_config(config)
+  config.actionlet.momentum = 1.5
+  with pytest.raises(ValueError, match=r"config key actionlet\.momentum=1.5 must lie in"):
+    config_checks.validate_config(config)
 
 
 def test_gap_key_similarity_is_that_of_the_keys_without_safp():
