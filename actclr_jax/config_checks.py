@@ -51,7 +51,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if value < 0:
       raise ValueError(f"config key {key}={value} must be >= 0")
   for key, value in (("moco.momentum", config.moco.momentum),
-                     ("actionlet.momentum", config.actionlet.get("momentum"))):
+                     ("actionlet.momentum", config.actionlet.momentum)):
     if value is not None and not 0.0 <= value <= 1.0:
       raise ValueError(f"config key {key}={value} must lie in [0, 1]")
   if config.moco.bank_size < config.batch_size:

@@ -78,7 +78,7 @@ def ema_transform(config: ml_collections.ConfigDict,
   """offline <- m * offline + (1 - m) * online, as an optax EMA of the online params: m is
   moco.momentum, or in the ActCLR step actionlet.momentum where that is set."""
   momentum = config.moco.momentum
-  if actclr_step and config.actionlet.get("momentum") is not None:
+  if actclr_step and config.actionlet.momentum is not None:
     momentum = config.actionlet.momentum
   return optax.ema(momentum, debias=False)
 
