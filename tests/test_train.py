@@ -311,9 +311,26 @@ def pretrained(tmp_path_factory):
   root = tmp_path_factory.mktemp("synthetic")
   workdir = tmp_path_factory.mktemp("straight")
   config = tiny_config(root)
-  config.knn_at_start, config.knn_every_epochs = False, 2  # one monitor, at the end
+  # The monitor after each epoch; the first, between the ends, scores the actionlet only.
+  config.knn_at_start, config.knn_every_epochs, config.knn_between_ends = False, 1, False
   summary = trainer.train_and_evaluate(config, str(workdir))
   return config, root, workdir, summary
+
+
+def test_monitor_between_the_ends_scores_the_actionlet_only(pretrained):
+  """knn_between_ends=False: the monitor after epoch 1 logs the actionlet's IoU and no KNN (no
+  feature is extracted); the one at the end logs both, and the summary's table shows them."""
+  _, _, workdir, summary = pretrained
+  records = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
+  watched = [r for r in records if "actionlet_iou" in r]
+  assert len(watched) == 2
+  assert not any(k.startswith("knn_") or k == "feature_effective_rank" for k in watched[0])
+  assert "knn_standardized_top1_k20" in watched[1] and "knn_top1_k20" in watched[1]
+  assert summary["actionlet_iou"] == watched[1]["actionlet_iou"]
+  rows = summary_lib.format_summary(summary).splitlines()
+  first = next(line for line in rows if line.startswith("    1 |"))
+  cells = [c.strip() for c in first.split("|")]
+  assert cells[5:8] == ["-", "-", "-"] and cells[-2] == f"{watched[0]['actionlet_iou']:.3f}"
 
 
 def test_trainer_writes_logs_config_and_checkpoints(pretrained):

@@ -36,7 +36,8 @@ class Monitor:
   actionlet_all_zero, actionlet_all_one where there is a truth}; `monitor(state,
   recalibrate=True)` adds knn_recalibrated_top1_k{k}: raw features of that network with
   its BatchNorm statistics re-estimated on clean training data (the comparison's bn_recal
-  protocol).
+  protocol); `monitor(state, with_knn=False)` returns the actionlet's entries only (empty without a
+  truth), without extracting any feature.
   """
 
   def __init__(self, config, model, data: pipeline.Data, sharding,
@@ -56,7 +57,14 @@ class Monitor:
     n = min(max_actionlet_samples, len(data.val))
     self._num_actionlet = n - n % self._sharding.mesh.devices.size
 
-  def __call__(self, state, recalibrate: bool = False) -> dict:
+  @property
+  def has_truth(self) -> bool:
+    """Whether the validation split has a ground-truth actionlet to score."""
+    return self._data.val.actionlet is not None
+
+  def __call__(self, state, recalibrate: bool = False, with_knn: bool = True) -> dict:
+    if not with_knn:
+      return self.actionlet_iou(state) if self.has_truth else {}
     config, data = self._config, self._data
     if self._multi_process:
       state = pretrained.Pretrained(*(jax.tree.map(np.asarray, tree) for tree in (
@@ -84,7 +92,7 @@ class Monitor:
           config, features.extract_features(encode, data.train, data, config, self._sharding),
           features.extract_features(encode, data.val, data, config, self._sharding), data,
           standardize=False).items()})
-    if data.val.actionlet is not None:
+    if self.has_truth:
       result.update(self.actionlet_iou(state))
     return result
 

@@ -195,10 +195,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           log.write(step, {"epoch_end": epoch, "phase": 2 if use_actionlet else 1,
                            **{f"epoch_{k}": v / epoch_count for k, v in epoch_sums.items()}})
           epoch_sums, epoch_count = {}, 0
-          if config.knn_every_epochs and (epoch % config.knn_every_epochs == 0
-                                          or step == total_steps):
-            last_monitor = monitor(
-                state, recalibrate=config.knn_recalibrated_at_ends and step == total_steps)
+          last = step == total_steps
+          with_knn = config.knn_between_ends or last
+          if config.knn_every_epochs and (epoch % config.knn_every_epochs == 0 or last) and (
+              with_knn or monitor.has_truth):
+            last_monitor = monitor(state, recalibrate=config.knn_recalibrated_at_ends and last,
+                                   with_knn=with_knn)
             log.write(step, last_monitor)
             logging.info("epoch %d monitor: %s", epoch,
                          ", ".join(f"{k} {v:.4f}" for k, v in last_monitor.items()))
