@@ -3,6 +3,7 @@ checking a property that a wrong result fails (accuracy above chance by a margin
 that reproduce the reported metric, agreement between code paths, a constructed case), plus the
 bad-input errors."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -90,6 +91,30 @@ def test_knn_and_the_monitor_share_one_path(run_dir):
                        workdir)["metrics"]
   for k in (10, 20, 40):
     assert watched[f"knn_top1_k{k}"] == pytest.approx(raw[f"top1_k{k}"])
+
+
+def test_the_monitor_without_knn_scores_the_actionlet_alone(run_dir, monkeypatch):
+  """with_knn=False (the trainer's points between the ends under knn_between_ends=False): the
+  same actionlet entries as a full monitor, no KNN key, no feature extracted; nothing at all
+  where the data set has no ground-truth actionlet."""
+  config, workdir = run_dir
+  data = features.load_eval_data(config)
+  state = pretrained.restore(workdir, config)
+  watched = monitor.Monitor(config, builder.build_model(config), data,
+                            parallel.local_batch_sharding())
+  full = watched(state)
+
+  def no_features(*args, **kwargs):
+    raise AssertionError("the monitor extracted features with with_knn=False")
+
+  monkeypatch.setattr(features, "extract_features", no_features)
+  assert watched.has_truth
+  assert watched(state, with_knn=False) == {
+      k: v for k, v in full.items() if k.startswith("actionlet_") or k == "random_mask_iou"}
+  no_truth = dataclasses.replace(data, val=dataclasses.replace(data.val, actionlet=None))
+  blind = monitor.Monitor(config, builder.build_model(config), no_truth,
+                          parallel.local_batch_sharding())
+  assert not blind.has_truth and blind(state, with_knn=False) == {}
 
 
 def test_the_offline_network_is_evaluated_on_request(run_dir):

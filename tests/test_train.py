@@ -318,8 +318,8 @@ def pretrained(tmp_path_factory):
 
 
 def test_monitor_between_the_ends_scores_the_actionlet_only(pretrained):
-  """knn_between_ends=False: the monitor after epoch 1 logs the actionlet's IoU and no KNN (no
-  feature is extracted); the one at the end logs both, and the summary's table shows them."""
+  """knn_between_ends=False: the monitor after epoch 1 logs the actionlet's IoU and no KNN; the
+  one at the end logs both, and the summary's table shows them."""
   _, _, workdir, summary = pretrained
   records = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
   watched = [r for r in records if "actionlet_iou" in r]
