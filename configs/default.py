@@ -175,8 +175,9 @@ def get_config() -> ml_collections.ConfigDict:
   # The key view before the actionlet phase (throughout with actionlet.enabled=False): no
   # actionlet is taken from it, so any transform is allowed.
   config.augment.phase1_key_transforms = ("shear",)
-  # Left/right flip of the whole sample (both views alike): more data without teaching the
-  # encoder left/right invariance, which a spatial_flip in one view only does.
+  # Mirror image of the whole sample (x negated, left and right joints swapped; both views
+  # alike): more data without teaching the encoder left/right invariance. The joint swap alone
+  # (spatial_flip, the family's flip) leaves the untrained encoder's feature unchanged.
   config.augment.sample_flip_p = 0.0
 
   config.log_every_steps = 50

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from actclr_jax import augment
+from actclr_jax.models import builder
 from configs import default as default_config_file
 # The batches and the compiled composites are shared with the transform tests (compiling is the
 # slow part on CPU).
 from tests.conftest import (ACT, C, FULL, KEY, LAYOUT, M, MASK, MATS, N, NON, PERM, T, V,
-                            augment_batch as _batch, augment_mask as _mask)
+                            augment_batch as _batch, augment_mask as _mask, tiny_config)
 
 
 def test_composites_with_everything_off_are_identity():
@@ -150,8 +151,33 @@ def test_phase1_key_view_defaults_to_the_key_view_and_may_move_frames():
                        crop_pad_ratio=0.0), augment.key_view(KEY, x, LAYOUT))
 
 
-def test_sample_flip_flips_whole_samples():
+def test_sample_flip_mirrors_whole_samples():
   x = jnp.asarray(_batch())
   np.testing.assert_array_equal(augment.sample_flip(KEY, x, LAYOUT, sample_flip_p=0.0), x)
-  np.testing.assert_array_equal(augment.sample_flip(KEY, x, LAYOUT, sample_flip_p=1.0),
-                                np.asarray(x)[:, :, :, PERM])
+  mirrored = np.asarray(augment.sample_flip(KEY, x, LAYOUT, sample_flip_p=1.0))
+  expected = np.asarray(x)[:, :, :, PERM]
+  expected[:, 0] *= -1  # x negated, the joints swapped
+  np.testing.assert_array_equal(mirrored, expected)
+  np.testing.assert_array_equal(augment.sample_flip(KEY, mirrored, LAYOUT, sample_flip_p=1.0), x)
+  # A reflection: every bone keeps its length, mirrored onto the other side's bone.
+  bone = lambda y, a, b: np.linalg.norm(y[:, :, :, a] - y[:, :, :, b], axis=1)
+  for a, b in LAYOUT.edges:
+    np.testing.assert_allclose(bone(mirrored, PERM[a], PERM[b]), bone(np.asarray(x), a, b),
+                               rtol=1e-6, atol=1e-6)
+  # Absent bodies stay absent.
+  np.testing.assert_array_equal(mirrored[[0, 2], ..., 1], 0)
+
+
+def test_the_joint_swap_alone_is_no_new_sample_for_the_encoder(tmp_path):
+  """Why sample_flip also negates x: the untrained encoder's pooled feature is invariant to the
+  left/right joint swap (a symmetry of the graph, weights shared across joints), not to the
+  mirror."""
+  config = tiny_config(tmp_path)
+  model = builder.build_model(config)
+  x = np.asarray(_batch())[:, :, :config.data.frames]
+  variables = model.init({"params": KEY, "dropout": KEY}, x[:1], train=False)
+  feature = lambda y: np.asarray(model.apply(variables, jnp.asarray(y), train=False)["feature"])
+  scale = np.abs(feature(x)).max()
+  np.testing.assert_allclose(feature(x[:, :, :, PERM]), feature(x), atol=1e-5 * scale)
+  mirrored = augment.sample_flip(KEY, jnp.asarray(x), LAYOUT, sample_flip_p=1.0)
+  assert np.abs(feature(mirrored) - feature(x)).max() > 1e-2 * scale

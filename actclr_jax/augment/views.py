@@ -12,6 +12,7 @@ from typing import Any, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from actclr_jax.augment.config import ACTIONLET_TRANSFORMS, check_names, resolve_config
 from actclr_jax.augment.helpers import (_is_static_zero, _per_sample, _presence,
@@ -22,6 +23,9 @@ from actclr_jax.augment.transforms import (axis_mask, crop, gaussian_blur, gauss
                                            temporal_flip, temporal_resize)
 
 Array = jax.Array
+
+# Negates x, the first coordinate channel of (N, C, T, V, M): a reflection, whatever the view.
+_X_REFLECTION = np.array([-1.0, 1.0, 1.0]).reshape(1, 3, 1, 1, 1)
 
 
 def apply_transforms(key: Array, x: Array, mask: Array | None, names: Sequence[str], layout,
@@ -71,10 +75,20 @@ def apply_transforms(key: Array, x: Array, mask: Array | None, names: Sequence[s
 
 def sample_flip(key: Array, x: Array, layout, config: Mapping[str, Any] | None = None,
                 **overrides: Any) -> Array:
-  """Left/right flip of whole samples with probability sample_flip_p, before both views are
-  drawn (so the views of a pair agree). x: (N, C, T, V, M)."""
+  """Mirror image of whole samples with probability sample_flip_p, before both views are
+  drawn (so the views of a pair agree): the x coordinate negated and the left and right joints
+  swapped, so that a right-hand wave becomes a left-hand wave. x: (N, C, T, V, M).
+
+  The joint swap alone (`spatial_flip`, the family's flip) would be no new sample for the
+  encoder: the graph is symmetric under it and the weights are shared across joints, so the
+  untrained network's pooled feature does not change at all.
+  """
   cfg = resolve_config(config, **overrides)
-  return spatial_flip(key, x, layout.flip_permutation, cfg.sample_flip_p)
+  if _is_static_zero(cfg.sample_flip_p):
+    return x
+  flag = jax.random.bernoulli(key, cfg.sample_flip_p, (x.shape[0],))
+  mirrored = x[:, :, :, np.asarray(layout.flip_permutation)] * _X_REFLECTION.astype(x.dtype)
+  return jnp.where(_per_sample(flag, 5), mirrored, x)
 
 
 def key_view(key: Array, x: Array, layout, config: Mapping[str, Any] | None = None,
