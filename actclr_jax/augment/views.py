@@ -81,7 +81,7 @@ def sample_flip(key: Array, x: Array, layout, config: Mapping[str, Any] | None =
 
   The joint swap alone (`spatial_flip`, the family's flip) would be no new sample for the
   encoder: the graph is symmetric under it and the weights are shared across joints, so the
-  untrained network's pooled feature does not change at all.
+  untrained network's pooled feature changes by float rounding only.
   """
   cfg = resolve_config(config, **overrides)
   if _is_static_zero(cfg.sample_flip_p):
