@@ -130,8 +130,8 @@ def get_config() -> ml_collections.ConfigDict:
   # actclr_jax.augment.default_config(), which fills fields a caller leaves out; the views are
   # subsets of augment.ACTIONLET_TRANSFORMS and augment validates every field.
   config.augment = ml_collections.ConfigDict()
-  # T_act, spatial. The shear is the family's 0.5; the main job runs 0.3 (configs/synthetic.py),
-  # which on MSR failed its rule (README, "The shear at 0.3 on MSR").
+  # T_act, spatial. The shear is the family's 0.5; the main job runs 0.1 (configs/synthetic.py).
+  # 0.3 failed its rule on MSR (README, "The shear at 0.3 on MSR"); 0.1 was not run there.
   config.augment.shear_amount = 0.5
   config.augment.flip_p = 0.5
   config.augment.rotate_max_degrees = 30.0
