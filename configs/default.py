@@ -131,7 +131,8 @@ def get_config() -> ml_collections.ConfigDict:
   # subsets of augment.ACTIONLET_TRANSFORMS and augment validates every field.
   config.augment = ml_collections.ConfigDict()
   # T_act, spatial. The shear is the family's 0.5; the main job runs 0.1 (configs/synthetic.py).
-  # 0.3 failed its rule on MSR (README, "The shear at 0.3 on MSR"); 0.1 was not run there.
+  # On MSR 0.3 failed its rule and 0.1 its screen, MoCo v2's linear 10 points under the random
+  # encoder's (README, "The shear at 0.3 on MSR", "The shear at 0.1 on MSR").
   config.augment.shear_amount = 0.5
   config.augment.flip_p = 0.5
   config.augment.rotate_max_degrees = 30.0
@@ -164,7 +165,8 @@ def get_config() -> ml_collections.ConfigDict:
   # the whole T_act set as the phase-1 query, MoCo v2 on MSR fell below the random encoder
   # (README, "Choosing the views"). temporal_resize (0.8, 1), a speed change, added at stop
   # 23: on MSR, 3 seeds, MoCo v2 +5.9 and ActCLR +4.8 linear final, and +3.0 standardised KNN
-  # on the synthetic job, 2 seeds (README, "A speed change").
+  # on the synthetic job, 2 seeds (README, "A speed change"). + skeleton_adain failed a screen
+  # on MSR (README, "Skeleton AdaIN in the phase-1 query").
   config.augment.query_transforms = ("shear", "crop", "temporal_resize")
   # T_act inside MATS. The paper lists all nine transforms, its baseline's view; we use the
   # phase-1 query's shear + crop (the paper's set not measured in phase 2; + temporal_resize
@@ -178,7 +180,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.augment.phase1_key_transforms = ("shear",)
   # Mirror image of the whole sample (x negated, left and right joints swapped; both views
   # alike): more data without teaching the encoder left/right invariance. The joint swap alone
-  # (spatial_flip, the family's flip) leaves the untrained encoder's feature unchanged.
+  # (spatial_flip, the family's flip) leaves the untrained encoder's feature unchanged. 0.5
+  # failed a screen on MSR (README, "The mirror on MSR").
   config.augment.sample_flip_p = 0.0
 
   config.log_every_steps = 50
