@@ -11,7 +11,7 @@ import pytest
 
 from actclr_jax import schedules
 from actclr_jax.evaluate import (classifier, ensemble, geometry, knn, linear, metrics, nuisance,
-                                 semi)
+                                 probe_selection, semi)
 
 
 def _blobs(rng, centers, n, noise):
@@ -358,3 +358,28 @@ def test_nuisance_report_finds_what_the_features_encode():
   shares = [d["variance_share"] for d in result["directions"]]
   assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1 + 1e-9
   assert "second_body" in nuisance.format_report(result)
+
+
+def test_stratified_folds_deal_each_class_evenly():
+  labels = np.repeat(np.arange(4), [10, 7, 5, 3])
+  fold = probe_selection.stratified_folds(labels, 5, seed=3)
+  assert fold.shape == labels.shape and set(fold) <= set(range(5))
+  for c in range(4):
+    counts = np.bincount(fold[labels == c], minlength=5)
+    assert counts.max() - counts.min() <= 1
+  with pytest.raises(ValueError, match="num_folds"):
+    probe_selection.stratified_folds(labels, 1)
+
+
+def test_cross_validated_probe_picks_from_its_grid_and_learns():
+  rng = np.random.default_rng(0)
+  centres = rng.normal(size=(3, 8)) * 3.0
+  train_y, val_y = np.repeat(np.arange(3), 20), np.repeat(np.arange(3), 10)
+  train_x = (centres[train_y] + rng.normal(size=(60, 8))).astype(np.float32)
+  val_x = (centres[val_y] + rng.normal(size=(30, 8))).astype(np.float32)
+  out = probe_selection.cross_validated_probe(
+      train_x, train_y, val_x, val_y, num_classes=3, lrs=(0.5, 0.005),
+      weight_decays=(0.0, 0.1), default_lr=0.5, batch_size=16, num_folds=3, epochs=5)
+  assert tuple(out["choice"]) in {(0.5, 0.0), (0.5, 0.1), (0.005, 0.0), (0.005, 0.1)}
+  assert out["cv_top1"] == max(out["cv_grid"].values())
+  assert out["val_top1"] > 80.0 and out["default_top1"] > 80.0  # chance is 33.3

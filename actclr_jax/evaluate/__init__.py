@@ -5,7 +5,8 @@ ensemble. The evaluators (`--mode` of main.py) and their registry: evaluators.py
 pretrained.py (checkpoint restore), features.py (frozen features and their cache),
 classifier.py (the one classifier-training loop), segment.py, figures.py and base.py (the
 interface and the record). monitor.py is the pretraining monitor; nuisance.py probes what
-frozen features encode besides the action.
+frozen features encode besides the action; probe_selection.py is a linear probe whose lr and
+weight decay are chosen by cross-validation on the training set (a diagnostic).
 """
 
 from actclr_jax.evaluate.ensemble import ensemble_logits, ensemble_report
