@@ -374,9 +374,8 @@ def test_stratified_folds_deal_each_class_evenly():
 def test_cross_validated_probe_picks_from_its_grid_and_learns():
   rng = np.random.default_rng(0)
   centres = rng.normal(size=(3, 8)) * 3.0
-  train_y, val_y = np.repeat(np.arange(3), 20), np.repeat(np.arange(3), 10)
-  train_x = (centres[train_y] + rng.normal(size=(60, 8))).astype(np.float32)
-  val_x = (centres[val_y] + rng.normal(size=(30, 8))).astype(np.float32)
+  train_x, train_y = _blobs(rng, centres, 60, 1.0)
+  val_x, val_y = _blobs(rng, centres, 30, 1.0)
   out = probe_selection.cross_validated_probe(
       train_x, train_y, val_x, val_y, num_classes=3, lrs=(0.5, 0.005),
       weight_decays=(0.0, 0.1), default_lr=0.5, batch_size=16, num_folds=3, epochs=5)

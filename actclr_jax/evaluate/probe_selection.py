@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 from typing import Sequence
 
 from absl import app
@@ -25,6 +24,7 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from actclr_jax.data import io
 from actclr_jax.evaluate import linear
 from actclr_jax.evaluate.knn import standardize
 
@@ -39,6 +39,7 @@ flags.DEFINE_float("default_lr", 0.75, "The primary probe's lr at --batch_size (
 flags.DEFINE_integer("num_folds", 5, "Cross-validation folds.")
 flags.DEFINE_integer("seed", 0, "Seeds the folds and every probe.")
 flags.DEFINE_string("output", "probe_selection.json", "Where the results go.")
+flags.mark_flags_as_required(["features", "num_classes"])
 
 
 def stratified_folds(labels: np.ndarray, num_folds: int, seed: int = 0) -> np.ndarray:
@@ -97,8 +98,6 @@ def cross_validated_probe(train_x, train_y, val_x, val_y, *, num_classes: int,
 
 def main(argv):
   del argv
-  if not FLAGS.features or FLAGS.num_classes is None:
-    raise app.UsageError("--features and --num_classes are required")
   results = {}
   for path in FLAGS.features:
     try:
@@ -114,9 +113,8 @@ def main(argv):
     print(f"{path}: default probe {out['default_top1']:.2f}, cross-validated "
           f"{out['val_top1']:.2f} (lr {out['choice'][0]}, wd {out['choice'][1]}, "
           f"CV {out['cv_top1']:.2f})", flush=True)
-  with open(FLAGS.output + ".tmp", "w") as f:
+  with io.atomic_path(FLAGS.output) as tmp, open(tmp, "w") as f:
     json.dump(results, f, indent=1)
-  os.replace(FLAGS.output + ".tmp", FLAGS.output)
   logging.info("wrote %s", FLAGS.output)
 
 
