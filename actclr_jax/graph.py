@@ -49,6 +49,11 @@ class Layout:
     return perm
 
   @property
+  def bone_paths(self) -> np.ndarray:
+    """(V, V) float32, bone_paths(parents, center)."""
+    return bone_paths(self.parents, self.center)
+
+  @property
   def part_index(self) -> np.ndarray:
     """(V,) index of the body part each joint belongs to."""
     index = np.full(self.num_joints, -1, dtype=np.int32)
@@ -73,6 +78,23 @@ class Layout:
     index = self.part_index
     same = (index[:, None] == index[None, :]).astype(np.float32)
     return same / same.sum(0, keepdims=True)
+
+
+def bone_paths(parents, center: int) -> np.ndarray:
+  """(V, V) float32: [j, k] = 1 where bone k (joint k -> parents[k]) lies on the path from the
+  centre to joint j, so that x_j = x_centre + sum_k [j, k] (x_k - x_parents[k])."""
+  num_joints = len(parents)
+  paths = np.zeros((num_joints, num_joints), np.float32)
+  for joint in range(num_joints):
+    k = joint
+    for _ in range(num_joints):
+      if k == center:
+        break
+      paths[joint, k] = 1.0
+      k = parents[k]
+    else:
+      raise ValueError(f"joint {joint}'s parents never reach the centre joint {center}")
+  return paths
 
 
 def _one_based(pairs):

@@ -138,6 +138,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.augment.rotate_max_degrees = 30.0
   config.augment.rotate_minor_degrees = 1.0
   config.augment.axis_mask_p = 0.5
+  # bone_scale (ours, in no view by default): each bone's length times U(1 - amount,
+  # 1 + amount), a body shape of another subject with the same motion.
+  config.augment.bone_scale_amount = 0.2
   # T_act, temporal.
   config.augment.crop_pad_ratio = 1.0 / 6.0
   config.augment.temporal_flip_p = 0.5

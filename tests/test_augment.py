@@ -23,6 +23,8 @@ TRANSFORMS = {
     "spatial_flip": jax.jit(functools.partial(augment.spatial_flip, flip_perm=PERM)),
     "rotate": jax.jit(augment.rotate),
     "axis_mask": jax.jit(augment.axis_mask),
+    "bone_scale": jax.jit(functools.partial(augment.bone_scale, parents=LAYOUT.parents,
+                                            center=LAYOUT.center, flip_permutation=PERM)),
     "crop": jax.jit(augment.crop),
     "temporal_flip": jax.jit(augment.temporal_flip),
     "temporal_resize": jax.jit(augment.temporal_resize),
@@ -73,6 +75,7 @@ def test_p_zero_and_zero_amount_are_identity():
   eq(augment.gaussian_noise(KEY, x, p=0.0), x)
   eq(augment.gaussian_blur(KEY, x, p=0.0), x)
   eq(augment.skeleton_adain(KEY, x, PARTNER, p=0.0), x)
+  eq(augment.bone_scale(KEY, x, LAYOUT.parents, LAYOUT.center, PERM, amount=0.0), x)
   for out in (augment.spatial_flip(KEY, x, PERM, p=0.0, mask=m),
               augment.temporal_flip(KEY, x, m, p=0.0),
               augment.crop(KEY, x, m, pad_ratio=0.0),
@@ -118,6 +121,29 @@ def test_rotation_preserves_bone_lengths_shear_does_not():
   np.testing.assert_allclose(_bone_lengths(rotated), _bone_lengths(x), rtol=1e-4, atol=1e-5)
   sheared = augment.shear(KEY, x)
   assert not np.allclose(_bone_lengths(sheared), _bone_lengths(x), rtol=1e-2)
+
+
+def test_bone_scale_rescales_each_bone_by_one_factor_and_keeps_its_direction():
+  x = jnp.asarray(_batch())
+  amount = 0.3
+  out = TRANSFORMS["bone_scale"](KEY, x, amount=amount)
+  child, parent = np.array(LAYOUT.edges).T
+  before = np.asarray(x)[:, :, :, child] - np.asarray(x)[:, :, :, parent]
+  after = np.asarray(out)[:, :, :, child] - np.asarray(out)[:, :, :, parent]
+  present = [0, 1, 2, 3], [0, 0, 0, 0]  # (sample, body) pairs with a body
+  for n, m in zip(*present):
+    b, a = before[n, ..., m], after[n, ..., m]  # (3, T, bones)
+    factor = (a * b).sum((0, 1)) / (b * b).sum((0, 1))  # one factor per bone
+    np.testing.assert_allclose(a, factor * b, atol=1e-5)
+    assert np.all((factor >= 1 - amount - 1e-5) & (factor <= 1 + amount + 1e-5))
+    assert factor.std() > 0.05  # bones get different factors
+    by_child = dict(zip(child, factor))
+    for a, b in LAYOUT.flip_pairs:  # a left bone and its right twin alike
+      if a in by_child and b in by_child:
+        assert by_child[a] == pytest.approx(by_child[b], rel=1e-4)
+  # The centre joint stays where it was.
+  np.testing.assert_array_equal(np.asarray(out)[:, :, :, LAYOUT.center],
+                                np.asarray(x)[:, :, :, LAYOUT.center])
 
 
 def test_shear_matrix_has_unit_diagonal():

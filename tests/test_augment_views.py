@@ -107,6 +107,8 @@ def test_config_validation():
     ("resizemix_scale", (0.5, 0.1)),
     ("adain_eps", 0.0),
     ("adain_max_ratio", 0.5),
+    ("bone_scale_amount", 1.0),
+    ("bone_scale_amount", -0.1),
 ])
 def test_bad_config_value_names_its_key(field, value):
   """A bad value in the trainer's config.augment fails before any tracing, naming its key."""

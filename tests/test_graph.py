@@ -22,6 +22,19 @@ def test_bones_form_a_tree_reaching_every_joint(name):
 
 
 @pytest.mark.parametrize("name", LAYOUTS)
+def test_bone_paths_rebuild_the_skeleton_from_its_bones(name):
+  layout = graph.get_layout(name)
+  x = np.random.default_rng(0).normal(size=(layout.num_joints, 3))
+  bones = x - x[list(layout.parents)]
+  np.testing.assert_allclose(x[layout.center] + layout.bone_paths @ bones, x, atol=1e-12)
+
+
+def test_bone_paths_reject_parents_that_miss_the_centre():
+  with pytest.raises(ValueError, match="joint 2's parents never reach the centre joint 0"):
+    graph.bone_paths([0, 0, 3, 2], center=0)
+
+
+@pytest.mark.parametrize("name", LAYOUTS)
 def test_parts_cover_every_joint_exactly_once(name):
   layout = graph.get_layout(name)
   assert len(layout.parts) == 5

@@ -1,6 +1,6 @@
 """The individual T_act transforms (Sec. 3.2), each vectorised over the batch.
 
-Spatial: shear, spatial_flip, rotate, axis_mask. Temporal: crop, temporal_flip, temporal_resize.
+Spatial: shear, spatial_flip, rotate, axis_mask, bone_scale. Temporal: crop, temporal_flip, temporal_resize.
 Spatio-temporal: gaussian_noise, gaussian_blur, skeleton_adain (Eq. 6). Each takes a PRNG key
 and x (N, C, T, V, M); the warps that move joints or frames also carry an optional (N, T, V, M)
 mask. A probability or amount that is a static zero returns the input unchanged.
@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from actclr_jax import graph
 from actclr_jax.augment.helpers import (_apply_matrix, _is_static_zero, _matmul3, _normal,
                                         _partner_bodies, _per_sample, _presence, _uniform,
                                         _with_mask)
@@ -34,6 +35,33 @@ def shear(key: Array, x: Array, amount: float = 0.5) -> Array:
   off = _uniform(key, (x.shape[0], 3, 3), x.dtype, -amount, amount)
   mat = eye + off * (1 - eye)
   return _apply_matrix(mat, x) * _presence(x)
+
+
+def bone_scale(key: Array, x: Array, parents: Sequence[int], center: int,
+               flip_permutation: Sequence[int], amount: float = 0.2) -> Array:
+  """Another body shape with the same motion: per sample, every bone's length times
+  s ~ U(1 - amount, 1 + amount), a left bone and its right twin alike; the bone directions (so
+  the joint angles) and the centre joint's trajectory are kept. Joints are rebuilt outwards
+  from the centre: x'_j = x_centre + sum_k paths[j, k] s_k (x_k - x_parents[k]).
+
+  Args:
+    key: PRNG key.
+    x: (N, C, T, V, M).
+    parents: (V,) each joint's parent (graph.Layout.parents); the centre is its own.
+    center: the root joint, which stays in place.
+    flip_permutation: (V,) left/right joint swap; a bone and its twin share s.
+    amount: half-width of the scale's range, in [0, 1).
+  """
+  if _is_static_zero(amount):
+    return x
+  num_joints = len(parents)
+  paths = graph.bone_paths(parents, center)
+  bones = x - x[:, :, :, np.asarray(parents)]
+  twin = np.minimum(np.arange(num_joints), np.asarray(flip_permutation))
+  scale = _uniform(key, (x.shape[0], num_joints), x.dtype, 1.0 - amount, 1.0 + amount)[:, twin]
+  scaled = bones * scale[:, None, None, :, None]
+  rebuilt = x[:, :, :, center:center + 1] + jnp.einsum("nctkm,jk->nctjm", scaled, paths)
+  return rebuilt * _presence(x)
 
 
 def spatial_flip(key: Array, x: Array, flip_perm: Sequence[int], p: float = 0.5,

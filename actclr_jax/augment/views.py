@@ -18,9 +18,9 @@ from actclr_jax.augment.config import ACTIONLET_TRANSFORMS, check_names, resolve
 from actclr_jax.augment.helpers import (_is_static_zero, _per_sample, _presence,
                                         random_partner)
 from actclr_jax.augment.mixing import skeleton_mix
-from actclr_jax.augment.transforms import (axis_mask, crop, gaussian_blur, gaussian_noise,
-                                           rotate, shear, skeleton_adain, spatial_flip,
-                                           temporal_flip, temporal_resize)
+from actclr_jax.augment.transforms import (axis_mask, bone_scale, crop, gaussian_blur,
+                                           gaussian_noise, rotate, shear, skeleton_adain,
+                                           spatial_flip, temporal_flip, temporal_resize)
 
 Array = jax.Array
 
@@ -45,6 +45,10 @@ def apply_transforms(key: Array, x: Array, mask: Array | None, names: Sequence[s
   k = {name: jax.random.fold_in(key, i) for i, name in enumerate(ACTIONLET_TRANSFORMS)}
   with_mask = lambda out: out if mask is not None else (out, None)
   on = set(names)
+  # Body shape first, on the skeleton as captured, before the shear distorts its bones.
+  if "bone_scale" in on:
+    x = bone_scale(k["bone_scale"], x, layout.parents, layout.center, layout.flip_permutation,
+                   cfg.bone_scale_amount)
   if "shear" in on:
     x = shear(k["shear"], x, cfg.shear_amount)
   if "spatial_flip" in on:
