@@ -1,9 +1,10 @@
 """The individual T_act transforms (Sec. 3.2), each vectorised over the batch.
 
-Spatial: shear, spatial_flip, rotate, axis_mask, bone_scale. Temporal: crop, temporal_flip, temporal_resize.
-Spatio-temporal: gaussian_noise, gaussian_blur, skeleton_adain (Eq. 6). Each takes a PRNG key
-and x (N, C, T, V, M); the warps that move joints or frames also carry an optional (N, T, V, M)
-mask. A probability or amount that is a static zero returns the input unchanged.
+Spatial: shear, spatial_flip, rotate, axis_mask, bone_scale. Temporal: crop, temporal_flip,
+temporal_resize. Spatio-temporal: gaussian_noise, gaussian_blur, skeleton_adain (Eq. 6). Each
+takes a PRNG key and x (N, C, T, V, M); the warps that move joints or frames also carry an
+optional (N, T, V, M) mask. A probability or amount that is a static zero returns the input
+unchanged.
 """
 
 from __future__ import annotations
@@ -60,7 +61,10 @@ def bone_scale(key: Array, x: Array, parents: Sequence[int], center: int,
   twin = np.minimum(np.arange(num_joints), np.asarray(flip_permutation))
   scale = _uniform(key, (x.shape[0], num_joints), x.dtype, 1.0 - amount, 1.0 + amount)[:, twin]
   scaled = bones * scale[:, None, None, :, None]
-  rebuilt = x[:, :, :, center:center + 1] + jnp.einsum("nctkm,jk->nctjm", scaled, paths)
+  # Full float32 sums, as the shear's: a TF32 product on a GPU would move joints by ~1e-3 of
+  # their coordinates.
+  rebuilt = x[:, :, :, center:center + 1] + jnp.einsum(
+      "nctkm,jk->nctjm", scaled, paths, precision=jax.lax.Precision.HIGHEST)
   return rebuilt * _presence(x)
 
 
