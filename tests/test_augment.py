@@ -138,9 +138,9 @@ def test_bone_scale_rescales_each_bone_by_one_factor_and_keeps_its_direction():
     assert np.all((factor >= 1 - amount - 1e-5) & (factor <= 1 + amount + 1e-5))
     assert factor.std() > 0.05  # bones get different factors
     by_child = dict(zip(child, factor))
-    for a, b in LAYOUT.flip_pairs:  # a left bone and its right twin alike
-      if a in by_child and b in by_child:
-        assert by_child[a] == pytest.approx(by_child[b], rel=1e-4)
+    for left, right in LAYOUT.flip_pairs:  # a left bone and its right twin alike
+      if left in by_child and right in by_child:
+        assert by_child[left] == pytest.approx(by_child[right], rel=1e-4)
   # The centre joint stays where it was.
   np.testing.assert_array_equal(np.asarray(out)[:, :, :, LAYOUT.center],
                                 np.asarray(x)[:, :, :, LAYOUT.center])
