@@ -130,17 +130,20 @@ def test_bone_scale_rescales_each_bone_by_one_factor_and_keeps_its_direction():
   child, parent = np.array(LAYOUT.edges).T
   before = np.asarray(x)[:, :, :, child] - np.asarray(x)[:, :, :, parent]
   after = np.asarray(out)[:, :, :, child] - np.asarray(out)[:, :, :, parent]
-  present = [0, 1, 2, 3], [0, 0, 0, 0]  # (sample, body) pairs with a body
-  for n, m in zip(*present):
+  factors = {}
+  for n, m in [(0, 0), (1, 0), (1, 1), (2, 0), (3, 0), (3, 1)]:  # the bodies present
     b, a = before[n, ..., m], after[n, ..., m]  # (3, T, bones)
     factor = (a * b).sum((0, 1)) / (b * b).sum((0, 1))  # one factor per bone
     np.testing.assert_allclose(a, factor * b, atol=1e-5)
     assert np.all((factor >= 1 - amount - 1e-5) & (factor <= 1 + amount + 1e-5))
     assert factor.std() > 0.05  # bones get different factors
+    factors[n, m] = factor
     by_child = dict(zip(child, factor))
     for left, right in LAYOUT.flip_pairs:  # a left bone and its right twin alike
       if left in by_child and right in by_child:
         assert by_child[left] == pytest.approx(by_child[right], rel=1e-4)
+  # The two people of a sample get different bodies.
+  assert not np.allclose(factors[1, 0], factors[1, 1], atol=1e-3)
   # The centre joint stays where it was.
   np.testing.assert_array_equal(np.asarray(out)[:, :, :, LAYOUT.center],
                                 np.asarray(x)[:, :, :, LAYOUT.center])

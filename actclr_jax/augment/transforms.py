@@ -40,7 +40,7 @@ def shear(key: Array, x: Array, amount: float = 0.5) -> Array:
 
 def bone_scale(key: Array, x: Array, parents: Sequence[int], center: int,
                flip_permutation: Sequence[int], amount: float = 0.2) -> Array:
-  """Another body shape with the same motion: per sample, every bone's length times
+  """Another body shape with the same motion: per sample and body, every bone's length times
   s ~ U(1 - amount, 1 + amount), a left bone and its right twin alike; the bone directions (so
   the joint angles) and the centre joint's trajectory are kept. Joints are rebuilt outwards
   from the centre: x'_j = x_centre + sum_k paths[j, k] s_k (x_k - x_parents[k]).
@@ -59,8 +59,10 @@ def bone_scale(key: Array, x: Array, parents: Sequence[int], center: int,
   paths = graph.bone_paths(parents, center)
   bones = x - x[:, :, :, np.asarray(parents)]
   twin = np.minimum(np.arange(num_joints), np.asarray(flip_permutation))
-  scale = _uniform(key, (x.shape[0], num_joints), x.dtype, 1.0 - amount, 1.0 + amount)[:, twin]
-  scaled = bones * scale[:, None, None, :, None]
+  num_bodies = x.shape[4]
+  scale = _uniform(key, (x.shape[0], num_joints, num_bodies), x.dtype, 1.0 - amount,
+                   1.0 + amount)[:, twin]
+  scaled = bones * scale[:, None, None]
   # Full float32 sums, as the shear's: a TF32 product on a GPU would move joints by ~1e-3 of
   # their coordinates.
   rebuilt = x[:, :, :, center:center + 1] + jnp.einsum(
