@@ -49,11 +49,6 @@ class Layout:
     return perm
 
   @property
-  def bone_paths(self) -> np.ndarray:
-    """(V, V) float32, bone_paths(parents, center)."""
-    return bone_paths(self.parents, self.center)
-
-  @property
   def part_index(self) -> np.ndarray:
     """(V,) index of the body part each joint belongs to."""
     index = np.full(self.num_joints, -1, dtype=np.int32)
