@@ -141,10 +141,16 @@ def test_views_apply_only_the_named_transforms():
   np.testing.assert_array_equal(a, b)
 
 
-def test_phase1_key_view_defaults_to_the_key_view_and_may_move_frames():
+def test_phase1_key_view_defaults_to_the_key_view_with_bone_scale_and_may_move_frames():
   x = jnp.asarray(_batch())
-  np.testing.assert_array_equal(augment.key_view(KEY, x, LAYOUT, phase1=True),
-                                augment.key_view(KEY, x, LAYOUT))
+  phase1 = augment.key_view(KEY, x, LAYOUT, phase1=True)
+  # The default phase-1 key view is the key view plus a body shape: the same draws per fold.
+  np.testing.assert_array_equal(
+      phase1, augment.key_view(KEY, x, LAYOUT, key_transforms=("shear", "bone_scale")))
+  assert not np.allclose(phase1, augment.key_view(KEY, x, LAYOUT))
+  np.testing.assert_array_equal(
+      augment.key_view(KEY, x, LAYOUT, phase1=True, phase1_key_transforms=("shear",)),
+      augment.key_view(KEY, x, LAYOUT))
   cropped = augment.key_view(KEY, x, LAYOUT, phase1=True, phase1_key_transforms=("shear", "crop"))
   # The crop moves frames; with a zero pad ratio it is the identity, so only the shear is left.
   assert not np.allclose(cropped, augment.key_view(KEY, x, LAYOUT))

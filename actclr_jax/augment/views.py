@@ -103,7 +103,8 @@ def key_view(key: Array, x: Array, layout, config: Mapping[str, Any] | None = No
   key_transforms allows only KEY_VIEW_TRANSFORMS (resolve_config checks): they leave every frame
   and joint in place, so that the actionlet computed from the key view lines up with the input
   that MATS transforms. No actionlet is taken from the phase-1 key view, so any name is allowed
-  there; both default to shear, and then give the same output for the same key.
+  there; it defaults to shear + bone_scale, which is the key view (shear) with the bone lengths
+  changed, the same draws per transform for the same key.
   x: (N, 3, T, V, M).
   """
   cfg = resolve_config(config, **overrides)
