@@ -138,7 +138,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.augment.rotate_max_degrees = 30.0
   config.augment.rotate_minor_degrees = 1.0
   config.augment.axis_mask_p = 0.5
-  # bone_scale (ours, in the phase-1 query): each bone's length times U(1 - amount,
+  # bone_scale (ours, in the phase-1 query and key): each bone's length times U(1 - amount,
   # 1 + amount), another subject's body shape with the same motion. 0.2 from MSR's subjects
   # (a bone's mean length varies by 3-16% across them), not tuned.
   config.augment.bone_scale_amount = 0.2

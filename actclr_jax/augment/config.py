@@ -34,7 +34,7 @@ def default_config() -> ml_collections.ConfigDict:
       rotate_max_degrees=30.0,
       rotate_minor_degrees=1.0,
       axis_mask_p=0.5,
-      # bone_scale (ours, in the phase-1 query): each bone's length times U(1 - amount,
+      # bone_scale (ours, in the phase-1 query and key): each bone's length times U(1 - amount,
       # 1 + amount).
       bone_scale_amount=0.2,
       # T_act, temporal.
