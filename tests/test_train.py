@@ -407,18 +407,19 @@ def test_bfloat16_step_tracks_the_float32_step():
   """model.compute_dtype=bfloat16 runs the encoder in bfloat16 and keeps parameters, optimizer,
   BN statistics, bank and losses float32. One step from the same state, tolerances stated: the
   two loss terms the step computes (InfoNCE + similarity mining, whatever their weights) agree
-  within 8% and the whole parameter update within 0.3 relative L2, less than half of how far a
-  step on another batch lands. Measured on CPU with this tiny model: losses 4.6% apart and update
-  0.26 (another batch: 0.76) with the default loss (InfoNCE alone; 1.0% and 0.25 in the layout
-  before stop 26, with equal per-layer errors), 4.9% and 0.19 (0.55) with
-  the paper's; 0.6% and 0.17 (0.64) at the paper's width. (InfoNCE alone is small here, 0.23, so
-  its own relative error is not a fair gauge.)"""
+  within 8% and the whole parameter update within 0.4 relative L2, less than a quarter of how far
+  a step on another batch of samples lands. Measured on CPU with this tiny model and the default
+  loss: update 0.26 on an AVX-512 machine, 0.29 on an AVX2 one (stop 40), where another batch's
+  step lands 3.18 away. Until stop 40 the other batch was this one reversed and scaled by 1.5:
+  the same samples, whose step lands only 0.56 away on the AVX2 machine, so the check failed
+  there. (InfoNCE alone is small here, 0.23, so its own relative error is not a fair gauge.)"""
   results = {}
   for dtype in ("float32", "bfloat16"):
     config, step = _compiled_step(True, dtype)  # no dropout: the two steps see the same net
     _, _, _, _, state, x = init_state(config, batch=8)
+    _, _, _, _, _, other_x = init_state(config, batch=8, seed=1)
     new, metrics = step(state, make_batch(x))
-    other, _ = step(state, make_batch(x[::-1] * 1.5))
+    other, _ = step(state, make_batch(other_x))
     delta = lambda s: np.concatenate([np.ravel(a - b) for a, b in zip(
         jax.tree.leaves(s.params), jax.tree.leaves(state.params))])
     results[dtype] = (float(metrics["infonce"] + metrics["mining"]), delta(new), delta(other),
@@ -429,5 +430,5 @@ def test_bfloat16_step_tracks_the_float32_step():
   assert new16.bank.dtype == jnp.float32
   assert abs(loss16 - loss32) / abs(loss32) < 0.08, (loss16, loss32)
   update_error = np.linalg.norm(d16 - d32) / np.linalg.norm(d32)
-  assert update_error < 0.3, update_error
-  assert np.linalg.norm(other32 - d32) / np.linalg.norm(d32) > 2 * update_error
+  assert update_error < 0.4, update_error
+  assert np.linalg.norm(other32 - d32) / np.linalg.norm(d32) > 4 * update_error
