@@ -412,12 +412,13 @@ def test_bfloat16_step_tracks_the_float32_step():
   loss: update 0.26 on an AVX-512 machine, 0.29 on an AVX2 one (stop 40), where another batch's
   step lands 3.18 away. Until stop 40 the other batch was this one reversed and scaled by 1.5:
   the same samples, whose step lands only 0.56 away on the AVX2 machine, so the check failed
-  there. (InfoNCE alone is small here, 0.23, so its own relative error is not a fair gauge.)"""
+  there; the update bound rose from 0.3 to 0.4 because 0.29 left no margin across machines.
+  (InfoNCE alone is small here, 0.23, so its own relative error is not a fair gauge.)"""
   results = {}
+  _, _, _, _, _, other_x = init_state(_compiled_step(True, "float32")[0], batch=8, seed=1)
   for dtype in ("float32", "bfloat16"):
     config, step = _compiled_step(True, dtype)  # no dropout: the two steps see the same net
     _, _, _, _, state, x = init_state(config, batch=8)
-    _, _, _, _, _, other_x = init_state(config, batch=8, seed=1)
     new, metrics = step(state, make_batch(x))
     other, _ = step(state, make_batch(other_x))
     delta = lambda s: np.concatenate([np.ravel(a - b) for a, b in zip(
