@@ -6,6 +6,9 @@ Each data-set config starts from `get_config()` here, picks its data set with
 
 import ml_collections
 
+from actclr_jax.augment import config as augment_config
+from configs import common
+
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
@@ -15,15 +18,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.rng_impl = "rbg"
 
   config.data = ml_collections.ConfigDict()
-  # NTU-60, xview, joint: the same values as common.set_dataset(config.data, "ntu60") from the
-  # registry (actclr_jax/data/registry.py), written out so that the defaults import no library
-  # code; tests/test_prepare.py checks that they agree.
-  config.data.dataset = "ntu60"
-  config.data.root = "data/ntu60"  # holds {split}/{train,val}_data.npy and _label.pkl
-  config.data.split = "xview"
-  config.data.stream = "joint"  # joint | motion | bone
-  config.data.layout = "ntu"
-  config.data.num_classes = 60
+  # NTU-60, xview, joint: dataset, root, split, stream, layout and num_classes from the
+  # registry (actclr_jax/data/registry.py); each data-set config sets its own.
+  common.set_dataset(config.data, "ntu60")
   config.data.frames = 50  # the paper's input length (preprocessed cache)
   config.data.center = True
   config.data.resize = True
@@ -126,72 +123,10 @@ def get_config() -> ml_collections.ConfigDict:
   # next sample's actionlet in the batch, actionlet.borrow).
   config.actionlet.placement = "gradient"
 
-  # Transform parameters (NOTES.md, MATS table). The same values as
-  # actclr_jax.augment.default_config(), which fills fields a caller leaves out; the views are
-  # subsets of augment.ACTIONLET_TRANSFORMS and augment validates every field.
-  config.augment = ml_collections.ConfigDict()
-  # T_act, spatial. The shear is the family's 0.5; the main job runs 0.1 (configs/synthetic.py).
-  # On MSR 0.3 failed its rule and 0.1 its screen, MoCo v2's linear 10 points under the random
-  # encoder's (README, "The shear at 0.3 on MSR", "The shear at 0.1 on MSR").
-  config.augment.shear_amount = 0.5
-  config.augment.flip_p = 0.5
-  config.augment.rotate_max_degrees = 30.0
-  config.augment.rotate_minor_degrees = 1.0
-  config.augment.axis_mask_p = 0.5
-  # bone_scale (ours, in the phase-1 query and key): each bone's length times U(1 - amount,
-  # 1 + amount), another subject's body shape with the same motion. 0.2 from MSR's subjects
-  # (a bone's mean length varies by 3-16% across them), not tuned.
-  config.augment.bone_scale_amount = 0.2
-  # T_act, temporal.
-  config.augment.crop_pad_ratio = 1.0 / 6.0
-  config.augment.temporal_flip_p = 0.5
-  # temporal_resize (ours, a speed change): the window's share of T. (0.5, 1) wrecked the
-  # synthetic job's phase 1; (0.8, 1) helped both development sets (README).
-  config.augment.temporal_resize_range = (0.8, 1.0)
-  # T_act, spatio-temporal.
-  config.augment.noise_std = 0.01
-  config.augment.noise_p = 0.5
-  config.augment.blur_kernel_size = 15
-  config.augment.blur_sigma_range = (0.1, 2.0)
-  config.augment.blur_p = 0.5
-  # T_act, Skeleton AdaIN (Eq. 6).
-  config.augment.adain_p = 0.5
-  config.augment.adain_eps = 1e-4
-  config.augment.adain_max_ratio = 2.0
-  # T_non.
-  config.augment.strong_noise_std = 0.05
-  config.augment.strong_noise_p = 0.5
-  config.augment.mix_p = 1.0
-  config.augment.cutmix_num_parts = (2, 3)
-  config.augment.cutmix_frames = (12, 20)
-  config.augment.resizemix_scale = (0.1, 0.5)
-  # The query before the actionlet phase. Shear + crop (SkeletonCLR's views), measured: with
-  # the whole T_act set as the phase-1 query, MoCo v2 on MSR fell below the random encoder
-  # (README, "Choosing the views"). temporal_resize (0.8, 1), a speed change, added at stop
-  # 23: on MSR, 3 seeds, MoCo v2 +5.9 and ActCLR +4.8 linear final, and +3.0 standardised KNN
-  # on the synthetic job, 2 seeds (README, "A speed change"). + skeleton_adain failed a screen
-  # on MSR (README, "Skeleton AdaIN in the phase-1 query"). + bone_scale (stop 38), MSR, 3
-  # seeds, linear final: MoCo v2 +5.7 and ActCLR +13.6 over the random encoder, ActCLR +7.8
-  # over MoCo v2 (README, "A bone-length change in the phase-1 query").
-  config.augment.query_transforms = ("shear", "crop", "temporal_resize", "bone_scale")
-  # T_act inside MATS. The paper lists all nine transforms, its baseline's view; we use the
-  # phase-1 query's shear + crop (the paper's set not measured in phase 2; + temporal_resize
-  # lowered ActCLR on MSR, README "The speed change in T_act too").
-  config.augment.actionlet_transforms = ("shear", "crop")
-  # The offline (key) view: only shear, rotate, axis_mask (they keep frames and joints in
-  # place, so the key's actionlet lines up with the query's input).
-  config.augment.key_transforms = ("shear",)
-  # The key view before the actionlet phase (throughout with actionlet.enabled=False): no
-  # actionlet is taken from it, so any transform is allowed. + bone_scale (stop 39; its own
-  # factors, so body shape no longer marks a key in the bank), MSR, 3 seeds, linear final:
-  # MoCo v2 +9.4 and ActCLR +15.0 over the random encoder, ActCLR +5.6 over MoCo v2 (README,
-  # "The bone-length change in the phase-1 key too").
-  config.augment.phase1_key_transforms = ("shear", "bone_scale")
-  # Mirror image of the whole sample (x negated, left and right joints swapped; both views
-  # alike): more data without teaching the encoder left/right invariance. The joint swap alone
-  # (spatial_flip, the family's flip) leaves the untrained encoder's feature unchanged. 0.5
-  # failed a screen on MSR (README, "The mirror on MSR").
-  config.augment.sample_flip_p = 0.0
+  # Transform parameters and views (NOTES.md, MATS table, and ours where measured): set, with
+  # the measurement behind each value, in actclr_jax/augment/config.py, which also validates
+  # them. Data-set configs override fields (configs/synthetic.py: the shear and the views).
+  config.augment = augment_config.default_config()
 
   config.log_every_steps = 50
   config.knn_every_epochs = 5  # the monitor (KNN, actionlet IoU); 0: never

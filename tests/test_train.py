@@ -391,6 +391,7 @@ def pretrained_full_width(tmp_path_factory):
   config.num_epochs = config.actionlet.start_epoch = 2
   config.knn_at_start = False
   config.knn_every_epochs = 2
+  config.knn_recalibrated_at_ends = False
   config.checkpoint_every_epochs = 2
   return trainer.train_and_evaluate(config, str(tmp_path_factory.mktemp("full_width")))
 

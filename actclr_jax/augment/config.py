@@ -1,7 +1,7 @@
 """The augmentation config: transform names, default parameters, and their validation.
 
-A config is a ConfigDict of default_config()'s fields (configs/default.py's `augment` block holds
-the same values). resolve_config() merges a config and overrides into a full one and validates
+A config is a ConfigDict of default_config()'s fields (configs/default.py's `augment` block is
+default_config() itself). resolve_config() merges a config and overrides into a full one and validates
 it; every error names the offending key as `augment.<field>`.
 """
 
@@ -26,22 +26,30 @@ KEY_VIEW_TRANSFORMS = ("shear", "rotate", "axis_mask", "bone_scale")
 
 
 def default_config() -> ml_collections.ConfigDict:
-  """Default augmentation parameters (NOTES.md, MATS table) and view definitions."""
+  """The augmentation defaults (NOTES.md, MATS table, and ours where measured): the one place
+  they are set. configs/default.py takes its `augment` block from here; a data-set config
+  overrides fields (configs/synthetic.py: the shear and the views)."""
   return ml_collections.ConfigDict(dict(
-      # T_act, spatial.
+      # T_act, spatial. The shear is the family's 0.5; the main job runs 0.1
+      # (configs/synthetic.py). On MSR 0.3 failed its rule and 0.1 its screen, MoCo v2's linear
+      # 10 points under the random encoder's (README, "The shear at 0.3 on MSR", "The shear at
+      # 0.1 on MSR").
       shear_amount=0.5,
       flip_p=0.5,
       rotate_max_degrees=30.0,
       rotate_minor_degrees=1.0,
       axis_mask_p=0.5,
       # bone_scale (ours, in the phase-1 query and key): each bone's length times U(1 - amount,
-      # 1 + amount).
+      # 1 + amount), another subject's body shape with the same motion. 0.2 from MSR's subjects
+      # (a bone's mean length varies by 3-16% across them); 0.3 failed a screen (README, "A
+      # stronger bone-length change").
       bone_scale_amount=0.2,
       # T_act, temporal.
       crop_pad_ratio=1.0 / 6.0,
       temporal_flip_p=0.5,
-      # temporal_resize: the window's share of T, (low, high) within (0, 1]. (0.5, 1) wrecked
-      # the synthetic job's phase 1; (0.8, 1) helped both development sets (README).
+      # temporal_resize (ours, a speed change): the window's share of T, (low, high) within
+      # (0, 1]. (0.5, 1) wrecked the synthetic job's phase 1; (0.8, 1) helped both development
+      # sets (README).
       temporal_resize_range=(0.8, 1.0),
       # T_act, spatio-temporal.
       noise_std=0.01,
@@ -64,24 +72,31 @@ def default_config() -> ml_collections.ConfigDict:
       # The query before the actionlet phase. Shear + crop (SkeletonCLR's views), measured:
       # with the whole T_act set as the phase-1 query, MoCo v2 on MSR fell below the random
       # encoder (README, "Choosing the views"). temporal_resize (0.8, 1) added at stop 23: on
-      # MSR, 3 seeds, MoCo v2 +5.9 and ActCLR +4.8 linear, and +3.0 standardised KNN on the
-      # synthetic job, 2 seeds (README, "A speed change"). bone_scale added at stop 38: on
-      # MSR, 3 seeds, MoCo v2 +5.7 and ActCLR +13.6 linear over the random encoder (README,
-      # "A bone-length change in the phase-1 query").
+      # MSR, 3 seeds, MoCo v2 +5.9 and ActCLR +4.8 linear final, and +3.0 standardised KNN on
+      # the synthetic job, 2 seeds (README, "A speed change"). + skeleton_adain failed a
+      # screen on MSR (README, "Skeleton AdaIN in the phase-1 query"). + bone_scale (stop 38),
+      # MSR, 3 seeds, linear final: MoCo v2 +5.7 and ActCLR +13.6 over the random encoder,
+      # ActCLR +7.8 over MoCo v2 (README, "A bone-length change in the phase-1 query").
       query_transforms=("shear", "crop", "temporal_resize", "bone_scale"),
       # T_act inside MATS. The paper lists PAPER_ACTIONLET_TRANSFORMS, its baseline's view; we
       # use the phase-1 query's shear + crop (the paper's set not measured in phase 2;
       # + temporal_resize lowered ActCLR on MSR, README "The speed change in T_act too").
       actionlet_transforms=("shear", "crop"),
-      key_transforms=("shear",),  # the offline (key) view; KEY_VIEW_TRANSFORMS only
-      # The key view before the actionlet phase (throughout with actionlet.enabled=False). No
-      # actionlet is computed from it, so any ACTIONLET_TRANSFORMS name is allowed. bone_scale
-      # added at stop 39: on MSR, 3 seeds, MoCo v2 +9.4 and ActCLR +15.0 linear over the
-      # random encoder (README, "The bone-length change in the phase-1 key too").
+      # The offline (key) view: KEY_VIEW_TRANSFORMS only (they keep frames and joints in
+      # place, so the key's actionlet lines up with the query's input).
+      key_transforms=("shear",),
+      # The key view before the actionlet phase (throughout with actionlet.enabled=False): no
+      # actionlet is taken from it, so any ACTIONLET_TRANSFORMS name is allowed. + bone_scale
+      # (stop 39; its own factors, so body shape no longer marks a key in the bank), MSR, 3
+      # seeds, linear final: MoCo v2 +9.4 and ActCLR +15.0 over the random encoder, ActCLR
+      # +5.6 over MoCo v2 (README, "The bone-length change in the phase-1 key too"). The
+      # query's whole view here lowered both methods (README, "The key view in phase 1").
       phase1_key_transforms=("shear", "bone_scale"),
-      # Left/right flip of the whole sample (both views alike) with this probability: more
-      # data without teaching the encoder left/right invariance, which a spatial_flip in
-      # one view only does.
+      # Mirror image of the whole sample (x negated, left and right joints swapped; both views
+      # alike) with this probability: more data without teaching the encoder left/right
+      # invariance, which a spatial_flip in one view only does. The joint swap alone
+      # (spatial_flip, the family's flip) leaves the untrained encoder's feature unchanged.
+      # 0.5 failed a screen on MSR (README, "The mirror on MSR").
       sample_flip_p=0.0,
   ))
 
