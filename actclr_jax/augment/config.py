@@ -1,8 +1,8 @@
 """The augmentation config: transform names, default parameters, and their validation.
 
 A config is a ConfigDict of default_config()'s fields (configs/default.py's `augment` block is
-default_config() itself). resolve_config() merges a config and overrides into a full one and validates
-it; every error names the offending key as `augment.<field>`.
+default_config() itself). resolve_config() merges a config and overrides into a full one and
+validates it; every error names the offending key as `augment.<field>`.
 """
 
 from __future__ import annotations
