@@ -11,6 +11,8 @@ import pytest
 
 from actclr_jax import graph
 from actclr_jax import models
+from actclr_jax.models import builder
+from configs import synthetic as synthetic_config
 
 N = 2
 
@@ -472,3 +474,22 @@ def test_bfloat16_compute_keeps_float32_parameters_and_outputs():
   rel = np.linalg.norm(out["feature"] - reference["feature"]) / np.linalg.norm(
       reference["feature"])
   assert 0 < rel < 0.05, rel
+
+
+def test_init_variables_is_the_eager_init_compiled_once_per_model():
+  """builder.init_variables (jitted, the model static) gives the eager model.init's variables
+  bit for bit, and an equal model built again reuses its compiled program."""
+  config = synthetic_config.get_config()
+  config.model.hidden_channels, config.model.out_channels = 4, 32
+  config.model.projection_dim = 16
+  model = builder.build_model(config)
+  key = jax.random.PRNGKey(3)
+  x = _input("ntu", 20, 2)[:1]
+  eager = model.init({"params": key, "dropout": key}, x, train=False)
+  jitted = builder.init_variables(model, key, x)
+  assert jax.tree.structure(eager) == jax.tree.structure(jitted)
+  for a, b in zip(jax.tree.leaves(eager), jax.tree.leaves(jitted)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  compiled = builder.init_variables._cache_size()
+  builder.init_variables(builder.build_model(config), key, x)
+  assert builder.init_variables._cache_size() == compiled

@@ -26,7 +26,7 @@ from actclr_jax import parallel, schedules
 from actclr_jax.data import pipeline
 from actclr_jax.evaluate import features, metrics
 from actclr_jax.evaluate.pretrained import Pretrained
-from actclr_jax.models import stgcn
+from actclr_jax.models import builder, stgcn
 
 # loss_fn(params, batch_stats, batch, rng) -> (mean loss, new batch_stats)
 LossFn = Callable[[Any, Any, Any, jax.Array], tuple[jax.Array, Any]]
@@ -177,8 +177,7 @@ def finetune(pre: Pretrained, data: pipeline.Data, train: pipeline.SplitArrays,
   tx, step, predict = _finetune_fns(model, float(ev.weight_decay))
   sharding = parallel.local_batch_sharding()
   key = jax.random.PRNGKey(config.seed)
-  init = model.init({"params": key, "dropout": key}, jnp.zeros((1,) + train.data.shape[1:]),
-                    train=False)
+  init = builder.init_variables(model, key, jnp.zeros((1,) + train.data.shape[1:]))
   params = {"encoder": pre.params["encoder"], "head": init["params"]["head"]}
   batch_stats = {"encoder": pre.batch_stats["encoder"]}
   params, batch_stats = jax.device_put((params, batch_stats), parallel.replicated(sharding.mesh))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -16,6 +18,15 @@ def build_model(config: ml_collections.ConfigDict, in_channels: int = 3) -> stgc
       dropout=config.model.dropout, edge_importance=config.model.edge_importance,
       projection_dim=config.model.projection_dim, dtype=compute_dtype(config),
       temporal_conv=config.model.temporal_conv, memory_layout=config.model.memory_layout)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def init_variables(model, key: jax.Array, x: jax.Array) -> dict:
+  """model's initial variables ({'params', 'batch_stats'}) for inputs shaped like x, with key
+  for both the parameters and dropout. One compiled program per model and input shape: an eager
+  init runs hundreds of small operations, each traced, lowered and compiled on first use in
+  every new process and for every new shape."""
+  return model.init({"params": key, "dropout": key}, x, train=False)
 
 
 def compute_dtype(config: ml_collections.ConfigDict):

@@ -12,7 +12,7 @@ import numpy as np
 import optax
 
 from actclr_jax import losses, schedules
-from actclr_jax.models import stgcn
+from actclr_jax.models import builder, stgcn
 
 
 @flax.struct.dataclass
@@ -88,8 +88,7 @@ def create_train_state(config: ml_collections.ConfigDict, model: stgcn.Contrasti
                        seed: int) -> TrainState:
   """Initialises the online and offline networks identically, and a random unit-norm bank."""
   init_rng, bank_rng, step_rng = jax.random.split(new_key(config, seed), 3)
-  variables = model.init({"params": init_rng, "dropout": init_rng}, jnp.asarray(anchor)[None],
-                         train=False)
+  variables = builder.init_variables(model, init_rng, jnp.asarray(anchor)[None])
   params, batch_stats = variables["params"], variables["batch_stats"]
   bank = losses.l2_normalize(
       jax.random.normal(bank_rng, (config.moco.bank_size, config.model.projection_dim)))
