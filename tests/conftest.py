@@ -33,17 +33,14 @@ _COMPILATION_CACHE = {}
 
 
 def pytest_configure(config):
-  """One persistent XLA compilation cache for the session, shared by its pytest-xdist workers
-  and the subprocesses that its tests start (they inherit the environment): most tests compile
-  the same tiny train and evaluation steps, and on CPU compiling is most of their time. A cache
-  hit loads the same executable, so results do not change; an entry read while another process
-  writes it fails to load, and JAX compiles it again with a warning. A JAX_COMPILATION_CACHE_DIR
-  set before the run is used instead (and kept)."""
-  if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get("ACTCLR_TEST_CACHE"):
-    directory = os.environ["ACTCLR_TEST_CACHE"]  # the controller's: it removes it at the end
-  elif os.environ.get("JAX_COMPILATION_CACHE_DIR") and not os.environ.get("ACTCLR_TEST_CACHE"):
+  """One persistent XLA compilation cache per test process, shared with the subprocesses that
+  its tests start (they inherit the environment): most tests compile the same tiny train step,
+  and on CPU compiling is most of their time. A cache hit loads the same executable, so results
+  do not change. A JAX_COMPILATION_CACHE_DIR set before the run is used instead (and kept)."""
+  if os.environ.get("JAX_COMPILATION_CACHE_DIR") and not os.environ.get("ACTCLR_TEST_CACHE"):
     directory = os.environ["JAX_COMPILATION_CACHE_DIR"]
   else:
+    # Our own, per process (pytest-xdist workers inherit the controller's variables).
     directory = tempfile.mkdtemp(prefix="actclr_jax_test_cache_")
     _COMPILATION_CACHE["dir"] = directory
     os.environ["ACTCLR_TEST_CACHE"] = directory
