@@ -10,6 +10,7 @@ import shutil
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from actclr_jax import parallel
@@ -71,6 +72,23 @@ def test_restores_the_saved_params(run_dir):
                      train=False)["feature"]
   got = features.encoder_features(pre, data.val, data, config)[:2]
   np.testing.assert_allclose(got, np.asarray(want), rtol=1e-5, atol=1e-6)
+  # The evaluators read the whole state as numpy, leaf for leaf the trainer's saved arrays.
+  state, _, _ = pretrained.restore_state(workdir, config)
+  assert jax.tree.structure(state) == jax.tree.structure(saved)
+  for got_leaf, saved_leaf in zip(jax.tree.leaves(state), jax.tree.leaves(saved)):
+    assert isinstance(got_leaf, np.ndarray) and got_leaf.dtype == saved_leaf.dtype
+    np.testing.assert_array_equal(got_leaf, np.asarray(saved_leaf))
+
+
+def test_a_foreign_checkpoint_is_named(run_dir, tmp_path):
+  """A readable checkpoint without the pretraining state's params / ema_state fails with one
+  DataError naming its path."""
+  config, _ = run_dir
+  manager = ocp.CheckpointManager(str(tmp_path / "checkpoints"))
+  manager.save(3, args=ocp.args.Composite(state=ocp.args.StandardSave({"w": np.ones(3)})))
+  manager.wait_until_finished()
+  with pytest.raises(io.DataError, match=r"checkpoints/3: not an ActCLR pretraining checkpoint"):
+    pretrained.restore(str(tmp_path), config)
 
 
 def test_knn_and_the_monitor_share_one_path(run_dir):
