@@ -99,8 +99,8 @@ def _variable_shapes(model, frames: int, joints: int) -> dict:
   """One trace of the model's init per model and input size (each evaluation checks its
   checkpoint against these; flax modules hash by their fields)."""
   x = jax.ShapeDtypeStruct((1, 3, frames, joints, 1), jnp.float32)
-  key = jax.random.PRNGKey(0)
-  return jax.eval_shape(lambda x: model.init({"params": key, "dropout": key}, x, train=False), x)
+  return jax.eval_shape(functools.partial(builder.init_variables, model),
+                        jax.random.PRNGKey(0), x)
 
 
 def _shapes(tree) -> dict[str, tuple]:
