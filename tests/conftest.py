@@ -17,8 +17,9 @@ def xla_flags(*extra: str) -> str:
 # before JAX starts its backend; subprocesses inherit it. A level the user sets is kept.
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = xla_flags("--xla_backend_optimization_level=0")
-# XLA's older loop emitters instead of its MLIR fusion emitters: the tiny ActCLR step compiles in
-# 0.65x the time (6.0 -> 3.9 s, Intel AVX-512, stop 44) and runs 1.13x slower (64 -> 72 ms).
+# XLA's loop emitters instead of its MLIR fusion emitters: the tiny train steps compile in 0.70x
+# (ActCLR, 8.1 -> 5.6 s) and 0.74x (MoCo, 6.2 -> 4.6 s) the time and run 1.11x and 1.30x slower
+# (Intel AVX-512, stop 44; README "Timing history"). A value the user sets is kept.
 if "xla_cpu_use_fusion_emitters" not in os.environ["XLA_FLAGS"]:
   os.environ["XLA_FLAGS"] = xla_flags("--xla_cpu_use_fusion_emitters=false")
 
