@@ -10,6 +10,11 @@ The config is an ml_collections config file; any field can be overridden on the 
 line, e.g. --config.batch_size=64 --config.data.root=/data/ntu60.
 """
 
+if __name__ == "__main__":
+  # First, before jax starts a thread: huge pages for XLA's step buffers (host_memory).
+  from actclr_jax import host_memory
+  host_memory.reexec_with_huge_pages()
+
 import os
 import sys
 

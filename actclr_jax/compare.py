@@ -23,6 +23,11 @@ which a linear difference between encoders must exceed.
 
 from __future__ import annotations
 
+if __name__ == "__main__":
+  # First, before jax starts a thread: huge pages for XLA's step buffers (host_memory).
+  from actclr_jax import host_memory
+  host_memory.reexec_with_huge_pages()
+
 import json
 import os
 import shutil

@@ -27,6 +27,11 @@ The last line is all of it as JSON.
 
 from __future__ import annotations
 
+if __name__ == "__main__":
+  # First, before jax starts a thread: huge pages for XLA's step buffers, as in training.
+  from actclr_jax import host_memory
+  host_memory.reexec_with_huge_pages()
+
 import collections
 import glob
 import gzip
@@ -45,7 +50,7 @@ from ml_collections import config_flags
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from actclr_jax import graph, parallel
+from actclr_jax import graph, host_memory, parallel
 from actclr_jax.models import builder
 from actclr_jax.models import convolutions
 from actclr_jax.models import stgcn
@@ -355,9 +360,11 @@ def main(argv):
   results = {"devices": [str(d) for d in jax.devices()], "batch_size": batch_size,
              "input_shape": list(shape), "compute_dtype": dtype,
              "memory_layout": stgcn.memory_layout(config.model.memory_layout),
-             "rng_impl": config.rng_impl, "jax": jax.__version__}
+             "rng_impl": config.rng_impl, "jax": jax.__version__,
+             "malloc_huge_pages": host_memory.huge_pages_in_malloc()}
   print(f"{jax.default_backend()}: {results['memory_layout']} encoder, {dtype}, batch "
-        f"{batch_size}, input {tuple(shape)}", flush=True)
+        f"{batch_size}, input {tuple(shape)}, malloc huge pages "
+        f"{'on' if results['malloc_huge_pages'] else 'off'}", flush=True)
   for name in FLAGS.variants:
     r = benchmark_variant(steps_fn, config, model, tx, x, batch, name)
     results[name] = r
