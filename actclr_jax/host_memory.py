@@ -4,8 +4,8 @@ XLA:CPU allocates every execution's temporaries anew (3.5 GB for the batch-128 M
 NTU shape), and glibc serves blocks that large with a fresh mmap, freed after the step. So the
 kernel faults in and zeroes each 4 KiB page again on every step: about a million page faults and
 1.6 s of system time per batch-128 step on 2 cores (README, "Benchmarks"). glibc's tunable
-`glibc.malloc.hugetlb=1` makes malloc ask for transparent huge pages (madvise), 512 times fewer
-faults. glibc reads its tunables once, when a process starts, so an entry point that wants them
+`glibc.malloc.hugetlb=1` makes malloc ask for transparent huge pages (madvise): one fault per
+2 MiB instead of per 4 KiB. glibc reads its tunables once, when a process starts, so an entry point that wants them
 runs `reexec_with_huge_pages()` before its imports: the process replaces itself once, with the
 same arguments and `GLIBC_TUNABLES` set. `ACTCLR_HUGE_PAGES=0` turns it off.
 """
@@ -60,9 +60,14 @@ def tunables_with_huge_pages(environ: Mapping[str, str], glibc: tuple[int, int] 
   return f"{current}:{TUNABLE}=1" if current else f"{TUNABLE}=1"
 
 
-def huge_pages_in_malloc(environ: Mapping[str, str] = os.environ) -> bool:
-  """Whether this process's malloc asks for huge pages (the tunable set to 1 at its start)."""
-  return f"{TUNABLE}=1" in environ.get("GLIBC_TUNABLES", "").split(":")
+def huge_pages_in_malloc(environ: Mapping[str, str], glibc: tuple[int, int] | None,
+                         thp_mode: str) -> bool:
+  """Whether large mallocs get huge pages: THP "always", or "madvise" with the tunable set to 1
+  at the process's start on a glibc that knows it."""
+  if thp_mode == "always":
+    return True
+  tunable_set = f"{TUNABLE}=1" in environ.get("GLIBC_TUNABLES", "").split(":")
+  return thp_mode == "madvise" and glibc is not None and glibc >= (2, 35) and tunable_set
 
 
 def reexec_with_huge_pages() -> None:

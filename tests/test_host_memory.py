@@ -80,6 +80,13 @@ def test_the_restart_keeps_the_process_and_cuts_page_faults():
 
 
 def test_huge_pages_in_malloc_reads_the_tunable():
-  assert host_memory.huge_pages_in_malloc({"GLIBC_TUNABLES": "a=1:glibc.malloc.hugetlb=1"})
-  assert not host_memory.huge_pages_in_malloc({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"})
-  assert not host_memory.huge_pages_in_malloc({})
+  on = {"GLIBC_TUNABLES": "a=1:glibc.malloc.hugetlb=1"}
+  assert host_memory.huge_pages_in_malloc(on, GLIBC, "madvise")
+  assert not host_memory.huge_pages_in_malloc(
+      {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}, GLIBC, "madvise")
+  assert not host_memory.huge_pages_in_malloc({}, GLIBC, "madvise")
+  # The tunable is not enough where glibc does not know it or the kernel gives no huge pages,
+  # and not needed where the kernel gives them to every large mapping.
+  assert not host_memory.huge_pages_in_malloc(on, (2, 34), "madvise")
+  assert not host_memory.huge_pages_in_malloc(on, GLIBC, "never")
+  assert host_memory.huge_pages_in_malloc({}, GLIBC, "always")

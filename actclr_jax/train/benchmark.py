@@ -361,7 +361,9 @@ def main(argv):
              "input_shape": list(shape), "compute_dtype": dtype,
              "memory_layout": stgcn.memory_layout(config.model.memory_layout),
              "rng_impl": config.rng_impl, "jax": jax.__version__,
-             "malloc_huge_pages": host_memory.huge_pages_in_malloc()}
+             "malloc_huge_pages": host_memory.huge_pages_in_malloc(
+                 os.environ, host_memory.glibc_version(),
+                 host_memory.transparent_huge_page_mode())}
   print(f"{jax.default_backend()}: {results['memory_layout']} encoder, {dtype}, batch "
         f"{batch_size}, input {tuple(shape)}, malloc huge pages "
         f"{'on' if results['malloc_huge_pages'] else 'off'}", flush=True)
