@@ -1,13 +1,13 @@
 """Transparent huge pages for XLA:CPU's step buffers (Linux, glibc >= 2.35).
 
-XLA:CPU allocates every execution's temporaries anew (3.5 GB for the batch-128 MoCo v2 step of
-NTU shape), and glibc serves blocks that large with a fresh mmap, freed after the step. So the
-kernel faults in and zeroes each 4 KiB page again on every step: about a million page faults and
-1.6 s of system time per batch-128 step on 2 cores (README, "Benchmarks"). glibc's tunable
-`glibc.malloc.hugetlb=1` makes malloc ask for transparent huge pages (madvise): one fault per
-2 MiB instead of per 4 KiB. glibc reads its tunables once, when a process starts, so an entry point that wants them
-runs `reexec_with_huge_pages()` before its imports: the process replaces itself once, with the
-same arguments and `GLIBC_TUNABLES` set. `ACTCLR_HUGE_PAGES=0` turns it off.
+XLA:CPU allocates every execution's temporaries anew (3.5 GB for the batch-128 MoCo v2 step of NTU
+shape), and glibc serves blocks that large with a fresh mmap, freed after the step. So the kernel
+faults in and zeroes each 4 KiB page again on every step: about a million page faults and 1.6 s of
+system time per batch-128 step on 2 cores (README, "Benchmarks"). glibc's tunable
+`glibc.malloc.hugetlb=1` makes malloc ask for transparent huge pages (madvise): one fault per 2 MiB
+instead of per 4 KiB. glibc reads its tunables once, when a process starts, so an entry point that
+wants them runs `reexec_with_huge_pages()` before its imports: the process replaces itself once,
+with the same arguments and `GLIBC_TUNABLES` set. `ACTCLR_HUGE_PAGES=0` turns it off.
 """
 
 from __future__ import annotations
