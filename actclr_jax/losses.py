@@ -52,6 +52,33 @@ def info_nce(z_q: jax.Array, z_k: jax.Array, bank: jax.Array, temperature: float
   return -jnp.mean(jax.nn.log_softmax(logits, axis=-1)[:, 0])
 
 
+def class_split_info_nce(z_q: jax.Array, z_k: jax.Array, bank: jax.Array, temperature: float,
+                         valid: jax.Array, same_class: jax.Array) -> dict:
+  """InfoNCE (`info_nce`) split exactly into a class term and an instance term, from labels
+  (a diagnostic; labels never enter the loss). Per query, with p its softmax over the positive
+  and its valid bank entries: -log p_pos = -log(p_pos + p_same) - log(p_pos / (p_pos + p_same)),
+  p_same the mass on valid entries of the query's class.
+
+  z_q, z_k: (N, D) unit vectors; bank: (K, D); valid, same_class: (N, K) bool.
+  Returns means over queries: `class_term` (the cost of mass on other classes),
+  `instance_term` (the cost of not telling the key from keys of its own class; it is
+  log(1 + n_same) when all of them are as close as the positive), `same_class_keys` (n_same, the
+  valid entries of the query's class) and `instance_floor` (log(1 + n_same)).
+  """
+  positive = jnp.sum(z_q * z_k, axis=-1, keepdims=True) / temperature
+  log_p = jax.nn.log_softmax(
+      jnp.concatenate([positive, _bank_logits(z_q, bank, temperature, valid)], axis=-1), axis=-1)
+  same = valid & same_class
+  log_own_class = jax.nn.logsumexp(
+      jnp.concatenate([log_p[:, :1], jnp.where(same, log_p[:, 1:], -jnp.inf)], axis=-1),
+      axis=-1)
+  n_same = jnp.sum(same, axis=-1).astype(jnp.float32)
+  return {"class_term": -jnp.mean(log_own_class),
+          "instance_term": jnp.mean(log_own_class - log_p[:, 0]),
+          "same_class_keys": jnp.mean(n_same),
+          "instance_floor": jnp.mean(jnp.log1p(n_same))}
+
+
 def negative_similarity(z: jax.Array, bank: jax.Array,
                         valid: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Cosine similarity of (N, D) unit vectors to the (K, D) bank's valid (N, K) entries: the mean

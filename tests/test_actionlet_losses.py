@@ -68,6 +68,39 @@ def test_info_nce_known_value():
   np.testing.assert_allclose(losses.info_nce(z, z, bank, t), expected, rtol=1e-6)
 
 
+def test_class_split_sums_to_info_nce_and_hits_the_floor_when_the_class_is_indistinct():
+  rng = np.random.default_rng(3)
+  norm = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)
+  q, k, bank = norm(rng.normal(size=(4, 8))), norm(rng.normal(size=(4, 8))), norm(
+      rng.normal(size=(10, 8)))
+  valid = rng.random((4, 10)) > 0.2
+  same = rng.random((4, 10)) > 0.5
+  split = losses.class_split_info_nce(jnp.asarray(q), jnp.asarray(k), jnp.asarray(bank), 0.2,
+                                      jnp.asarray(valid), jnp.asarray(same))
+  # The two terms add up to InfoNCE exactly, per query and so on the mean.
+  np.testing.assert_allclose(float(split["class_term"] + split["instance_term"]),
+                             float(losses.info_nce(q, k, bank, 0.2, jnp.asarray(valid))),
+                             rtol=1e-5)
+  assert float(split["class_term"]) > 0.0 and float(split["instance_term"]) > 0.0
+  np.testing.assert_allclose(float(split["same_class_keys"]), (valid & same).sum(1).mean())
+  # Key e0; three same-class entries equal to the key, two other-class ones orthogonal to it:
+  # the instance term is log(1 + 3), the floor, and the class term the cost of the other two.
+  e = np.eye(4, dtype=np.float32)
+  z = jnp.asarray(e[:1])
+  bank = jnp.asarray(np.stack([e[0], e[0], e[0], e[1], e[2]]))
+  same = jnp.asarray([[True, True, True, False, False]])
+  split = losses.class_split_info_nce(z, z, bank, 0.5, jnp.ones((1, 5), bool), same)
+  np.testing.assert_allclose(float(split["instance_term"]), np.log(4.0), rtol=1e-6)
+  np.testing.assert_allclose(float(split["instance_floor"]), np.log(4.0), rtol=1e-6)
+  np.testing.assert_allclose(float(split["class_term"]),
+                             np.log((4 * np.exp(2.0) + 2) / (4 * np.exp(2.0))), rtol=1e-6)
+  # Leaving a same-class entry out (its own stale key) lowers the count and the floor.
+  valid = jnp.asarray([[False, True, True, True, True]])
+  split = losses.class_split_info_nce(z, z, bank, 0.5, valid, same)
+  np.testing.assert_allclose(float(split["same_class_keys"]), 2.0)
+  np.testing.assert_allclose(float(split["instance_term"]), np.log(3.0), rtol=1e-6)
+
+
 def test_similarity_mining_is_cross_entropy_of_bank_distributions():
   rng = np.random.default_rng(1)
   norm = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)

@@ -73,6 +73,32 @@ def test_step_updates_offline_network_by_the_ema_formula(use_actionlet):
   assert float(metrics["own_keys_in_bank"]) == 1.0  # each query's previous key, left out
 
 
+@pytest.mark.parametrize("use_actionlet", [False, True])
+def test_class_split_diagnostic_reads_labels_for_metrics_only(use_actionlet):
+  """log_class_split's labels add metrics and leave the new state as it is without them (up to
+  float rounding: the two programs fuse differently)."""
+  config, step = _compiled_step(use_actionlet)
+  layout, model, tx, ema_tx, state, x = init_state(config)
+  classes = jnp.asarray(np.arange(2 * len(x)) % 3, jnp.int32)  # indices of two batches
+  with_labels = jax.jit(step_lib.make_train_step(config, model, tx, ema_tx, layout,
+                                                 use_actionlet, classes))
+  plain, plain_metrics = step(state, make_batch(x))
+  _, _, _, _, state, _ = init_state(config)
+  new, metrics = with_labels(state, make_batch(x))
+  assert "class_term" not in plain_metrics
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), new, plain)
+  # The first bank holds no real keys, so no entry shares the query's class.
+  assert float(metrics["same_class_keys"]) == 0.0
+  np.testing.assert_allclose(float(metrics["class_term"] + metrics["instance_term"]),
+                             float(metrics["infonce"]), rtol=1e-5)
+  _, metrics = with_labels(new, make_batch(x, offset=len(x)))
+  # Now the bank holds the first batch's keys; each query meets len(x) / 3 of its class.
+  np.testing.assert_allclose(float(metrics["same_class_keys"]),
+                             np.mean([np.sum(np.arange(len(x)) % 3 == (len(x) + i) % 3)
+                                      for i in range(len(x))]))
+  assert float(metrics["instance_term"]) <= float(metrics["instance_floor"]) + 1.0
+
+
 def test_actionlet_momentum_is_the_offline_momentum_of_the_actclr_step_only(tmp_path):
   """actionlet.momentum (unset: moco.momentum) moves the offline network of the ActCLR step by
   its own rate; the MoCo v2 step keeps moco.momentum. The trainer wires each step to its own."""
@@ -307,12 +333,14 @@ def test_non_finite_step_leaves_the_state_unchanged():
 
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
-  """Two epochs straight through (MoCo, then ActCLR) on a tiny synthetic set."""
+  """Two epochs straight through (MoCo, then ActCLR) on a tiny synthetic set, InfoNCE's class
+  split logged."""
   root = tmp_path_factory.mktemp("synthetic")
   workdir = tmp_path_factory.mktemp("straight")
   config = tiny_config(root)
   # The monitor after each epoch; the first, between the ends, scores the actionlet only.
   config.knn_at_start, config.knn_every_epochs, config.knn_between_ends = False, 1, False
+  config.log_class_split = True
   summary = trainer.train_and_evaluate(config, str(workdir))
   return config, root, workdir, summary
 
@@ -330,7 +358,25 @@ def test_monitor_between_the_ends_scores_the_actionlet_only(pretrained):
   rows = summary_lib.format_summary(summary).splitlines()
   first = next(line for line in rows if line.startswith("    1 |"))
   cells = [c.strip() for c in first.split("|")]
-  assert cells[5:8] == ["-", "-", "-"] and cells[-2] == f"{watched[0]['actionlet_iou']:.3f}"
+  assert cells[7:10] == ["-", "-", "-"] and cells[-2] == f"{watched[0]['actionlet_iou']:.3f}"
+
+
+def test_trainer_logs_the_class_split_with_the_training_labels(pretrained):
+  """log_class_split: each epoch's class and instance terms add up to its InfoNCE, the bank's
+  same-class count follows the training labels, and the summary's table shows both terms."""
+  config, root, _, summary = pretrained
+  _, labels = io.load_labels(os.path.join(root, config.data.split, "train_label.pkl"))
+  for row in summary["per_epoch"]:
+    if "epoch_infonce" in row:
+      assert row["epoch_class_term"] + row["epoch_instance_term"] == pytest.approx(
+          row["epoch_infonce"], rel=1e-5)
+      assert 0.0 <= row["epoch_same_class_keys"] <= config.moco.bank_size
+  # By the second epoch the bank holds real keys; about bank x sum_c p_c^2 of them share a
+  # query's class (fewer where its own stale key is left out).
+  expected = config.moco.bank_size * np.sum((np.bincount(labels) / len(labels)) ** 2)
+  assert 0.3 * expected < summary["per_epoch"][-1]["epoch_same_class_keys"] < 1.5 * expected
+  head = summary_lib.format_summary(summary).splitlines()[2]
+  assert "class   | instance" in head
 
 
 def test_trainer_writes_logs_config_and_checkpoints(pretrained):

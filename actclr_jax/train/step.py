@@ -61,10 +61,15 @@ def offline_forward(model, variables, x, extra, *, splits: int, dropout_key, shu
 def train_step(state: TrainState, batch: dict, *, config: ml_collections.ConfigDict,
                model: stgcn.ContrastiveNet, tx: optax.GradientTransformation,
                ema_tx: optax.GradientTransformation, layout: graph.Layout,
-               use_actionlet: bool) -> tuple[TrainState, dict]:
+               use_actionlet: bool,
+               class_of_sample: jax.Array | None = None) -> tuple[TrainState, dict]:
   """One pretraining step on batch['data'] (N, C, T, V, M) with batch['index'] (N,), the
   samples' training-set indices (which keep each query away from its own keys in the bank).
   Returns the new state and metrics.
+
+  class_of_sample: optional (N_train,) labels by training-set index, for the diagnostic
+  `losses.class_split_info_nce` metrics only (config key log_class_split); training is unsupervised
+  and the loss never reads them.
 
   A step whose loss is not finite leaves the state unchanged and reports finite = 0.
   """
@@ -137,10 +142,16 @@ def train_step(state: TrainState, batch: dict, *, config: ml_collections.ConfigD
     loss = config.loss.infonce_weight * nce + config.loss.mining_weight * mining
     positive = jnp.mean(jnp.sum(z_q * z_k, axis=-1))
     negative = losses.negative_similarity(z_q, state.bank, valid)
-    return loss, (updates["batch_stats"], nce, mining, positive, negative)
+    return loss, (updates["batch_stats"], nce, mining, positive, negative, z_q)
 
-  (loss, (batch_stats, nce, mining, positive, negative)), grads = jax.value_and_grad(
+  (loss, (batch_stats, nce, mining, positive, negative, z_q)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(state.params)
+  if class_of_sample is not None:
+    bank_class = jnp.where(state.bank_index >= 0,
+                           class_of_sample[jnp.maximum(state.bank_index, 0)], -1)
+    same_class = bank_class[None, :] == class_of_sample[index][:, None]
+    metrics.update(losses.class_split_info_nce(z_q, z_k, state.bank, config.moco.temperature,
+                                               valid, same_class))
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   _, ema_state = ema_tx.update(params, state.ema_state)
@@ -159,7 +170,9 @@ def train_step(state: TrainState, batch: dict, *, config: ml_collections.ConfigD
   return new_state, metrics
 
 
-def make_train_step(config, model, tx, ema_tx, layout, use_actionlet: bool):
+def make_train_step(config, model, tx, ema_tx, layout, use_actionlet: bool,
+                    class_of_sample=None):
   """The step with everything but (state, batch) bound."""
   return functools.partial(train_step, config=config, model=model, tx=tx, ema_tx=ema_tx,
-                           layout=layout, use_actionlet=use_actionlet)
+                           layout=layout, use_actionlet=use_actionlet,
+                           class_of_sample=class_of_sample)

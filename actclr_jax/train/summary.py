@@ -49,8 +49,9 @@ def from_metrics(metrics_path: str, summary: dict) -> dict:
 
 
 def format_summary(summary: dict) -> str:
-  """The run's result as a short table: per epoch the loss, KNN and actionlet IoU, then the
-  untrained network against the trained one."""
+  """The run's result as a short table: per epoch the loss (and, with log_class_split, InfoNCE's
+  class and instance terms), KNN and actionlet IoU, then the untrained network against the
+  trained one."""
   rows = summary.get("per_epoch", [])
   keys = {k for r in rows for k in r}
   ks = sorted({int(m.group(2)) for m in map(_KNN.match, keys) if m})
@@ -58,8 +59,11 @@ def format_summary(summary: dict) -> str:
   knn, knn_std = f"knn_top1_k{k}", f"knn_standardized_top1_k{k}"
   knn_recal = f"knn_recalibrated_top1_k{k}"
   has_iou, has_recal = "actionlet_iou" in keys, knn_recal in keys
-  head = (f"epoch | phase | loss    | infonce | mining  | {f'KNN k={k}':8} | KNN std. | "
-          + ("KNN BN recal. | " if has_recal else "") + "eff. rank")
+  has_split = "epoch_class_term" in keys  # config key log_class_split
+  head = ("epoch | phase | loss    | infonce | mining  | "
+          + ("class   | instance | " if has_split else "")
+          + f"{f'KNN k={k}':8} | KNN std. | " + ("KNN BN recal. | " if has_recal else "")
+          + "eff. rank")
   head += " | actionlet IoU | same-area random IoU" if has_iou else ""
   status = " (stopped by SIGTERM; run again to resume)" if summary.get("preempted") else ""
   lines = ["", f"pretraining finished: {summary['step']} steps in {summary['wall_seconds']:.0f} s"
@@ -68,8 +72,10 @@ def format_summary(summary: dict) -> str:
   for r in rows:
     line = (f"{r['epoch']:5d} | {('-' if 'phase' not in r else r['phase']):>5} | "
             f"{cell(r, 'epoch_loss', '%7.4f')} | {cell(r, 'epoch_infonce', '%7.4f')} | "
-            f"{cell(r, 'epoch_mining', '%7.4f')} | {cell(r, knn, '%8.2f')} | "
-            f"{cell(r, knn_std, '%8.2f')} | "
+            f"{cell(r, 'epoch_mining', '%7.4f')} | "
+            + (f"{cell(r, 'epoch_class_term', '%7.4f')} | "
+               f"{cell(r, 'epoch_instance_term', '%8.4f')} | " if has_split else "")
+            + f"{cell(r, knn, '%8.2f')} | {cell(r, knn_std, '%8.2f')} | "
             + (f"{cell(r, knn_recal, '%13.2f')} | " if has_recal else "")
             + f"{cell(r, 'feature_effective_rank', '%9.1f')}")
     if has_iou:

@@ -23,14 +23,17 @@ from actclr_jax.train import step as step_lib
 from actclr_jax.train import summary as summary_lib
 
 
-def jit_train_steps(config, model, tx, layout, mesh: Mesh) -> dict:
+def jit_train_steps(config, model, tx, layout, mesh: Mesh, class_of_sample=None) -> dict:
   """The MoCo (False) and ActCLR (True) steps, jitted once each, each with its offline momentum
   (state.ema_transform): replicated state, batch sharded on its leading axis over the mesh,
-  state donated."""
+  state donated. class_of_sample: (N_train,) labels for the diagnostic metrics of
+  config key log_class_split, or None."""
   replicated, batch_sharding = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+  if class_of_sample is not None:
+    class_of_sample = jax.device_put(np.asarray(class_of_sample, np.int32), replicated)
   return {flag: jax.jit(step_lib.make_train_step(config, model, tx,
                                                  state_lib.ema_transform(config, flag), layout,
-                                                 flag),
+                                                 flag, class_of_sample),
                         in_shardings=(replicated, batch_sharding),
                         out_shardings=(replicated, replicated), donate_argnums=0)
           for flag in (False, True)}
@@ -146,7 +149,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   n_params = sum(x.size for x in jax.tree.leaves(state.params["encoder"]))
   logging.info("encoder parameters: %d (%.3f M); %d devices; %d steps/epoch; %d epochs",
                n_params, n_params / 1e6, jax.device_count(), spe, config.num_epochs)
-  steps = jit_train_steps(config, model, tx, data.layout, mesh)
+  steps = jit_train_steps(config, model, tx, data.layout, mesh,
+                          data.train.labels if config.log_class_split else None)
   log = MetricsLog(workdir, resume_step=None if restored is None else step)
   monitor = monitor_lib.Monitor(config, model, data, batch_sharding)
   pending, last_monitor, preempted = [], {}, False
