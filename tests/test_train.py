@@ -92,7 +92,8 @@ def test_class_split_diagnostic_reads_labels_for_metrics_only(use_actionlet):
   np.testing.assert_allclose(float(metrics["class_term"] + metrics["instance_term"]),
                              float(metrics["infonce"]), rtol=1e-5)
   _, metrics = with_labels(new, make_batch(x, offset=len(x)))
-  # Now the bank holds the first batch's keys; each query meets len(x) / 3 of its class.
+  # Now the bank holds the first batch's keys (indices 0 .. len(x) - 1): a query meets those
+  # of its class.
   np.testing.assert_allclose(float(metrics["same_class_keys"]),
                              np.mean([np.sum(np.arange(len(x)) % 3 == (len(x) + i) % 3)
                                       for i in range(len(x))]))
