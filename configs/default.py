@@ -130,7 +130,8 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.log_every_steps = 50
   # Diagnostic: log InfoNCE split into a class term and an instance term (README, "The phase-2
-  # loss against its class floor"). It reads the training labels for these metrics only.
+  # loss split into a class term and an instance term"). It reads the training labels for these
+  # metrics only.
   config.log_class_split = False
   config.knn_every_epochs = 5  # the monitor (KNN, actionlet IoU); 0: never
   config.knn_at_start = True  # monitor the untrained encoder too (when the monitor is on)
