@@ -89,6 +89,22 @@ def negative_similarity(z: jax.Array, bank: jax.Array,
   return mean, hardest
 
 
+def similarity_by_bank_age(z: jax.Array, bank: jax.Array, valid: jax.Array, pointer: jax.Array,
+                           parts: int = 4) -> jax.Array:
+  """Mean cosine similarity of (N, D) unit vectors to the (K, D) bank's valid (N, K) entries, by
+  the entries' age: (parts,), part 0 the newest ~K / parts entries (those written last, just
+  before `pointer`), part parts - 1 the oldest. A part with no valid entry gives NaN. A
+  diagnostic of how fast the keys drift, and whether queries sit nearer the fresher keys."""
+  size = bank.shape[0]
+  age = (pointer - 1 - jnp.arange(size)) % size  # 0: the entry written last
+  part = age * parts // size  # parts of equal size, or differing by one
+  similarity = jnp.where(valid, z @ bank.T, 0.0)
+  one_hot = (part[:, None] == jnp.arange(parts)[None, :]).astype(similarity.dtype)  # (K, parts)
+  total = jnp.sum(similarity @ one_hot, axis=0)
+  count = jnp.sum(valid.astype(similarity.dtype) @ one_hot, axis=0)
+  return jnp.where(count > 0, total / jnp.maximum(count, 1.0), jnp.nan)
+
+
 def pairwise_similarity(z: jax.Array) -> jax.Array:
   """Mean cosine similarity over the distinct pairs of (N, D) unit vectors, N >= 2 (how
   narrow a cone a batch of keys fills)."""

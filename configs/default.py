@@ -133,6 +133,10 @@ def get_config() -> ml_collections.ConfigDict:
   # loss split into a class term and an instance term"). It reads the training labels for these
   # metrics only.
   config.log_class_split = False
+  # Diagnostic: log the queries' and the keys' mean similarity to the newest and the oldest
+  # quarter of the bank: how far the keys drift over its span, and how far the queries run ahead
+  # of them (README, "How fast the keys drift").
+  config.log_bank_age = False
   config.knn_every_epochs = 5  # the monitor (KNN, actionlet IoU); 0: never
   config.knn_at_start = True  # monitor the untrained encoder too (when the monitor is on)
   # Before training and at the end, the monitor also reports KNN with BatchNorm recalibrated on

@@ -101,6 +101,26 @@ def test_class_split_sums_to_info_nce_and_hits_the_floor_when_the_class_is_indis
   np.testing.assert_allclose(float(split["instance_term"]), np.log(3.0), rtol=1e-6)
 
 
+def test_similarity_by_bank_age_splits_the_ring_buffer_at_its_pointer():
+  # Bank of 8, pointer 3: rows 2, 1 were written last (ages 0, 1), rows 4, 3 first (ages 6, 7).
+  e = np.eye(4, dtype=np.float32)
+  bank = jnp.asarray(np.stack([e[1], e[0], e[0], e[2], e[2], e[3], e[3], e[3]]))
+  z = jnp.asarray(e[:1])
+  by_age = losses.similarity_by_bank_age(z, bank, jnp.ones((1, 8), bool), jnp.asarray(3))
+  # Parts by age: rows (2, 1), (0, 7), (6, 5), (4, 3); the query is e0.
+  np.testing.assert_allclose(by_age, [1.0, 0.0, 0.0, 0.0])
+  by_age = losses.similarity_by_bank_age(jnp.asarray(e[2:3]), bank, jnp.ones((1, 8), bool),
+                                         jnp.asarray(3))
+  np.testing.assert_allclose(by_age, [0.0, 0.0, 0.0, 1.0])
+  # Invalid entries leave their part's mean; a part with none gives NaN. Uneven parts: 8 in 3.
+  valid = jnp.asarray([[True, False, True, False, False, True, True, True]])
+  by_age = losses.similarity_by_bank_age(z, bank, valid, jnp.asarray(3))
+  np.testing.assert_allclose(by_age[0], 1.0)
+  assert np.isnan(by_age[3])
+  by_age = losses.similarity_by_bank_age(z, bank, jnp.ones((1, 8), bool), jnp.asarray(3), parts=3)
+  np.testing.assert_allclose(by_age, [2 / 3, 0.0, 0.0])  # ages 0-2, 3-5, 6-7
+
+
 def test_similarity_mining_is_cross_entropy_of_bank_distributions():
   rng = np.random.default_rng(1)
   norm = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)

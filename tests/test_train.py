@@ -100,6 +100,33 @@ def test_class_split_diagnostic_reads_labels_for_metrics_only(use_actionlet):
   assert float(metrics["instance_term"]) <= float(metrics["instance_floor"]) + 1.0
 
 
+def test_bank_age_diagnostic_reads_the_bank_before_the_step_and_leaves_the_state():
+  """log_bank_age: the keys' similarity to the newest and the oldest quarter of the bank the
+  step reads (the state's, before this step's keys go in), and no change to the new state."""
+  config, plain_step = _compiled_step(True)
+  layout, model, tx, ema_tx, state, x = init_state(config)
+  config = copy.deepcopy(config)
+  config.log_bank_age = True
+  step = jax.jit(step_lib.make_train_step(config, model, tx, ema_tx, layout, True))
+  first, metrics = step(state, make_batch(x))
+  assert "query_newest_bank_similarity" not in plain_step(state, make_batch(x))[1]
+  second, metrics = step(first, make_batch(x, offset=len(x)))
+  plain, _ = plain_step(first, make_batch(x, offset=len(x)))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), second, plain)
+  # The second step's keys are in the bank's rows len(x) .. 2 len(x) - 1 now; the bank it read
+  # is the first step's, whose newest quarter ends at row len(x) - 1.
+  size, n = config.moco.bank_size, len(x)
+  keys = np.asarray(second.bank[n:2 * n])
+  bank = np.asarray(first.bank)
+  newest = [(n - 1 - a) % size for a in range(size // 4)]
+  oldest = [(n - 1 - a) % size for a in range(3 * size // 4, size)]
+  np.testing.assert_allclose(float(metrics["key_newest_bank_similarity"]),
+                             np.mean(keys @ bank[newest].T), rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(float(metrics["key_oldest_bank_similarity"]),
+                             np.mean(keys @ bank[oldest].T), rtol=1e-4, atol=1e-6)
+  assert np.isfinite(float(metrics["query_newest_bank_similarity"]))
+
+
 def test_actionlet_momentum_is_the_offline_momentum_of_the_actclr_step_only(tmp_path):
   """actionlet.momentum (unset: moco.momentum) moves the offline network of the ActCLR step by
   its own rate; the MoCo v2 step keeps moco.momentum. The trainer wires each step to its own."""

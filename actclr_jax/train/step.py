@@ -152,6 +152,11 @@ def train_step(state: TrainState, batch: dict, *, config: ml_collections.ConfigD
     same_class = bank_class[None, :] == class_of_sample[index][:, None]
     metrics.update(losses.class_split_info_nce(z_q, z_k, state.bank, config.moco.temperature,
                                                valid, same_class))
+  if config.log_bank_age:
+    for name, z in (("query", z_q), ("key", z_k)):
+      by_age = losses.similarity_by_bank_age(z, state.bank, valid, state.bank_pointer)
+      metrics[f"{name}_newest_bank_similarity"] = by_age[0]
+      metrics[f"{name}_oldest_bank_similarity"] = by_age[-1]
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   _, ema_state = ema_tx.update(params, state.ema_state)
