@@ -9,6 +9,7 @@ import os
 import shutil
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
@@ -318,7 +319,8 @@ def test_visualize(run_dir):
 
 def test_geometry_measures_every_checkpoint(run_dir):
   """One record per checkpoint, in geometry.json; the offline network's SAFP feature is the
-  actionlet-weighted mean, so its norm is positive; a missing step names the checkpoint path."""
+  actionlet-weighted mean, so its norm is positive; the online and offline networks agree
+  exactly at init only; a missing step names the checkpoint path."""
   config, workdir = run_dir
   steps = pretrained.checkpoint_steps(workdir)
   records = geometry.measure(workdir, config, batches=2)
@@ -330,6 +332,15 @@ def test_geometry_measures_every_checkpoint(run_dir):
                 "offline_z_safp_pairwise", "bank_same", "bank_other"):
       assert r[key] is None if key.startswith("bank") and r["step"] == 0 else -1 <= r[key] <= 1
     assert r["offline_safp_norm"] > 0 and r["offline_gap_norm"] > 0
+    assert -1 <= r["online_offline_cosine"] <= 1
+  # Training leaves the online network ahead of its moving average; equal networks agree.
+  assert records[-1]["online_offline_cosine"] < 1 - 1e-4
+  state, _, _ = pretrained.restore_state(workdir, config, steps[-1])
+  online = {"params": state["params"], "batch_stats": state["batch_stats"]}
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 3, config.data.frames, 25, 2)),
+                  jnp.float32)
+  np.testing.assert_allclose(geometry.online_offline_cosine(
+      online, online, x, model=builder.build_model(config)), 1.0, rtol=1e-5)
   with pytest.raises(io.DataError, match=r"checkpoints/12345: no such checkpoint"):
     pretrained.restore_state(workdir, config, 12345)
 

@@ -11,7 +11,10 @@ For each checkpoint of --workdir (or --steps), three measures:
   offline   on the first --batches clean training batches of config.batch_size, the offline
             network in train mode as in the step: the mean norm of its GAP feature and of its
             SAFP feature (Eq. 8, with the actionlet it computes), and the mean pairwise cosine of
-            their projections within each batch (as the step's key_similarity).
+            their projections within each batch (as the step's key_similarity), and the mean
+            cosine between the online and the offline network's projections of the same
+            input (both in train mode, the same dropout mask): how closely the online network
+            follows its moving average.
 Writes workdir/eval/geometry.json.
 """
 
@@ -93,11 +96,23 @@ def offline_pooled(variables: dict, anchor: jax.Array, x: jax.Array, *,
           "z_safp": model.apply(variables, safp, method=model.project)}
 
 
+def online_offline_cosine(online: dict, offline: dict, x: jax.Array, *,
+                          model: stgcn.ContrastiveNet) -> jax.Array:
+  """Per sample, the cosine between the online and the offline network's projections (N,) of
+  clean x (N, C, T, V, M), both in train mode on x alone with the same dropout key; 1 where the
+  two networks are equal. online, offline: {'params', 'batch_stats'}."""
+  project = lambda variables: model.apply(variables, x, train=True, mutable=["batch_stats"],
+                                          rngs={"dropout": jax.random.key(0)})[0]["z"]
+  return jnp.sum(losses.l2_normalize(project(online)) * losses.l2_normalize(project(offline)),
+                 axis=-1)
+
+
 def checkpoint_geometry(state: dict, data: pipeline.Data, config: ml_collections.ConfigDict,
-                        batches: int, model: stgcn.ContrastiveNet, pooled) -> dict[str, float]:
+                        batches: int, model: stgcn.ContrastiveNet, pooled,
+                        agreement) -> dict[str, float]:
   """The three measures of the module docstring for one restored pretraining state; pooled is
-  offline_pooled jitted with config, model and layout bound (one program for every
-  checkpoint)."""
+  offline_pooled jitted with config, model and layout bound, agreement online_offline_cosine
+  with model bound (one program each for every checkpoint)."""
   online = pretrained.Pretrained.from_state(state)
   result = {f"bank_{k}": v for k, v in bank_class_similarity(
       state["bank"], state["bank_index"], data.train.labels).items()}
@@ -105,12 +120,14 @@ def checkpoint_geometry(state: dict, data: pipeline.Data, config: ml_collections
     val = features.encoder_features(online, data.val, data, config, kind)
     result[f"val_{kind}_pairwise"] = mean_pairwise_cosine(val)
   offline = {"params": state["ema_state"]["ema"], "batch_stats": state["ema_batch_stats"]}
-  rows = []
+  rows, cosines = [], []
   for batch in pipeline.eval_batches(data.train, batch_size=config.batch_size,
                                      stream=config.data.stream, layout=data.layout):
     if len(rows) == batches or not batch["mask"].all():  # whole batches only, as in training
       break
-    out = jax.device_get(pooled(offline, state["anchor"], jnp.asarray(batch["data"])))
+    x = jnp.asarray(batch["data"])
+    out = jax.device_get(pooled(offline, state["anchor"], x))
+    cosines.append(jax.device_get(agreement(online.variables, offline, x)))
     rows.append({"gap_norm": np.linalg.norm(out["gap"], axis=1).mean(),
                  "safp_norm": np.linalg.norm(out["safp"], axis=1).mean(),
                  "z_gap_pairwise": mean_pairwise_cosine(out["z_gap"]),
@@ -120,6 +137,7 @@ def checkpoint_geometry(state: dict, data: pipeline.Data, config: ml_collections
                      f"{len(data.train.labels)} training samples: no batch to measure the "
                      "offline network on")
   result.update({f"offline_{k}": float(np.mean([r[k] for r in rows])) for k in rows[0]})
+  result["online_offline_cosine"] = float(np.mean(np.concatenate(cosines)))
   return result
 
 
@@ -130,7 +148,8 @@ def format_line(step: int, epoch: float, r: dict) -> str:
           f"{bank(r['bank_other'])} | val encoder {r['val_encoder_pairwise']:.3f} projector "
           f"{r['val_projector_pairwise']:.3f} | offline |GAP| {r['offline_gap_norm']:.2f} "
           f"|SAFP| {r['offline_safp_norm']:.2f} z pairwise GAP {r['offline_z_gap_pairwise']:.3f} "
-          f"SAFP {r['offline_z_safp_pairwise']:.3f}")
+          f"SAFP {r['offline_z_safp_pairwise']:.3f} | online-offline "
+          f"{r['online_offline_cosine']:.3f}")
 
 
 FLAGS = flags.FLAGS
@@ -156,11 +175,12 @@ def measure(workdir: str, config: ml_collections.ConfigDict, steps: list[int] | 
   model = builder.build_model(config)
   pooled = jax.jit(functools.partial(offline_pooled, config=config, model=model,
                                      layout=data.layout))
+  agreement = jax.jit(functools.partial(online_offline_cosine, model=model))
   records = []
   for step in steps:
     state, path, step = pretrained.restore_state(workdir, config, step)
     record = {"step": step, "epoch": step / per_epoch, "checkpoint": path,
-              **checkpoint_geometry(state, data, config, batches, model, pooled)}
+              **checkpoint_geometry(state, data, config, batches, model, pooled, agreement)}
     print(format_line(step, record["epoch"], record), flush=True)
     records.append(record)
   out = os.path.join(workdir, "eval", "geometry.json")
