@@ -319,8 +319,8 @@ def test_visualize(run_dir):
 
 def test_geometry_measures_every_checkpoint(run_dir):
   """One record per checkpoint, in geometry.json; the offline network's SAFP feature is the
-  actionlet-weighted mean, so its norm is positive; the online and offline networks agree
-  exactly at init only; a missing step names the checkpoint path."""
+  actionlet-weighted mean, so its norm is positive; equal networks agree exactly, and training
+  leaves the online network apart from its average; a missing step names the checkpoint path."""
   config, workdir = run_dir
   steps = pretrained.checkpoint_steps(workdir)
   records = geometry.measure(workdir, config, batches=2)
