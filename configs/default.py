@@ -106,6 +106,9 @@ def get_config() -> ml_collections.ConfigDict:
   # 0.995 (with 0.99 in phase 1) was 0.93 lower on the main job (README, "A slower offline
   # network in phase 2").
   config.actionlet.momentum = ml_collections.config_dict.placeholder(float)
+  # True: phase 2 starts from the initial random bank instead of phase 1's keys (README, "A fresh
+  # bank at the switch").
+  config.actionlet.reset_bank = False
   config.actionlet.anchor = "dataset"  # dataset (Eq. 2) | batch (the authors' code)
   config.actionlet.smoothing = "adjacency"  # adjacency (Eq. 5) | parts (the authors' code)
   config.actionlet.grad_activation = "relu"  # sigma of Eq. 4: relu | identity

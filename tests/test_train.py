@@ -407,6 +407,24 @@ def test_trainer_logs_the_class_split_with_the_training_labels(pretrained):
   assert "class   | instance" in head
 
 
+def test_reset_bank_starts_phase_2_from_the_initial_bank(tmp_path):
+  """actionlet.reset_bank: phase 2 writes its keys from row 0 of the initial random bank, so the
+  rows it has not reached yet hold that bank again (without the reset, phase 1's keys)."""
+  config = tiny_config(tmp_path / "data")
+  config.moco.bank_size = 256  # more rows than one epoch writes
+  config.knn_every_epochs = 0
+  config.actionlet.reset_bank = True
+  trainer.train_and_evaluate(config, str(tmp_path / "run"))
+  step, state = restore_params(str(tmp_path / "run"))
+  written = (step // config.num_epochs) * config.batch_size  # phase 2 is one epoch here
+  assert written < config.moco.bank_size
+  initial = state_lib.initial_bank(config, config.seed)
+  assert (np.asarray(state["bank_index"][:written]) >= 0).all()
+  assert (np.asarray(state["bank_index"][written:]) == -1).all()
+  np.testing.assert_array_equal(state["bank"][written:], initial["bank"][written:])
+  assert int(state["bank_pointer"]) == written
+
+
 def test_trainer_writes_logs_config_and_checkpoints(pretrained):
   config, root, workdir, summary = pretrained
   assert os.path.exists(os.path.join(workdir, "config.json"))

@@ -83,21 +83,27 @@ def ema_transform(config: ml_collections.ConfigDict,
   return optax.ema(momentum, debias=False)
 
 
+def initial_bank(config: ml_collections.ConfigDict, seed: int) -> dict:
+  """The memory bank a run starts with: {'bank': (K, D) random unit vectors, 'bank_index': (K,)
+  -1 (no sample's key), 'bank_pointer': 0}, K = moco.bank_size, D = model.projection_dim."""
+  _, bank_rng, _ = jax.random.split(new_key(config, seed), 3)
+  bank = losses.l2_normalize(
+      jax.random.normal(bank_rng, (config.moco.bank_size, config.model.projection_dim)))
+  return {"bank": bank, "bank_index": jnp.full((config.moco.bank_size,), -1, jnp.int32),
+          "bank_pointer": jnp.zeros([], jnp.int32)}
+
+
 def create_train_state(config: ml_collections.ConfigDict, model: stgcn.ContrastiveNet,
                        tx: optax.GradientTransformation, anchor: np.ndarray,
                        seed: int) -> TrainState:
   """Initialises the online and offline networks identically, and a random unit-norm bank."""
-  init_rng, bank_rng, step_rng = jax.random.split(new_key(config, seed), 3)
+  init_rng, _, step_rng = jax.random.split(new_key(config, seed), 3)
   variables = builder.init_variables(model, init_rng, jnp.asarray(anchor)[None])
   params, batch_stats = variables["params"], variables["batch_stats"]
-  bank = losses.l2_normalize(
-      jax.random.normal(bank_rng, (config.moco.bank_size, config.model.projection_dim)))
   return TrainState(
       step=jnp.zeros([], jnp.int32), params=params, batch_stats=batch_stats,
       opt_state=tx.init(params),
       # Copies: the step donates the state, and donated buffers must not alias.
       ema_state=optax.EmaState(count=jnp.zeros([], jnp.int32), ema=jax.tree.map(jnp.copy, params)),
-      ema_batch_stats=jax.tree.map(jnp.copy, batch_stats), bank=bank,
-      bank_index=jnp.full((config.moco.bank_size,), -1, jnp.int32),
-      bank_pointer=jnp.zeros([], jnp.int32),
+      ema_batch_stats=jax.tree.map(jnp.copy, batch_stats), **initial_bank(config, seed),
       rng=jax.random.key_data(step_rng), anchor=jnp.asarray(anchor, jnp.float32))

@@ -184,6 +184,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       while step < total_steps:
         batch = next(iterator)
         use_actionlet = config.actionlet.enabled and epoch >= config.actionlet.start_epoch
+        if (use_actionlet and config.actionlet.reset_bank
+            and step == config.actionlet.start_epoch * spe):
+          # The phase-1 keys came from another key function (GAP of another view): phase 2
+          # starts from the initial random bank instead (README, "A fresh bank at the switch").
+          state = state.replace(**parallel.replicate(state_lib.initial_bank(config, config.seed),
+                                                     replicated))
         state, metrics = steps[use_actionlet](state, parallel.to_global(
             {"data": batch["data"], "index": batch["index"]}, batch_sharding))
         pending.append(metrics)
