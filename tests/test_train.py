@@ -409,7 +409,8 @@ def test_trainer_logs_the_class_split_with_the_training_labels(pretrained):
 
 def test_reset_bank_starts_phase_2_from_the_initial_bank(tmp_path):
   """actionlet.reset_bank: phase 2 writes its keys from row 0 of the initial random bank, so the
-  rows it has not reached yet hold that bank again (without the reset, phase 1's keys)."""
+  rows it has not reached yet hold that bank again (without the reset phase 2 would go on from
+  phase 1's pointer, and those rows would hold its keys)."""
   config = tiny_config(tmp_path / "data")
   config.moco.bank_size = 256  # more rows than one epoch writes
   config.knn_every_epochs = 0
