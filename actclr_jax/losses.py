@@ -41,15 +41,21 @@ def _bank_logits(z: jax.Array, bank: jax.Array, temperature: float,
   return logits if valid is None else jnp.where(valid, logits, _EXCLUDED)
 
 
+def _info_nce_log_probs(z_q: jax.Array, z_k: jax.Array, bank: jax.Array, temperature: float,
+                        valid: jax.Array | None) -> jax.Array:
+  """(N, 1 + K): each query's log-softmax over its positive (column 0) and the bank."""
+  positive = jnp.sum(z_q * z_k, axis=-1, keepdims=True) / temperature
+  logits = jnp.concatenate([positive, _bank_logits(z_q, bank, temperature, valid)], axis=-1)
+  return jax.nn.log_softmax(logits, axis=-1)
+
+
 def info_nce(z_q: jax.Array, z_k: jax.Array, bank: jax.Array, temperature: float,
              valid: jax.Array | None = None) -> jax.Array:
   """Eq. 1: mean over i of -log exp(q.k/t) / (exp(q.k/t) + sum_j exp(q.m_j/t)).
 
   valid: optional (N, K) bool; bank entries where it is False are left out of query i's sum.
   """
-  positive = jnp.sum(z_q * z_k, axis=-1, keepdims=True) / temperature
-  logits = jnp.concatenate([positive, _bank_logits(z_q, bank, temperature, valid)], axis=-1)
-  return -jnp.mean(jax.nn.log_softmax(logits, axis=-1)[:, 0])
+  return -jnp.mean(_info_nce_log_probs(z_q, z_k, bank, temperature, valid)[:, 0])
 
 
 def class_split_info_nce(z_q: jax.Array, z_k: jax.Array, bank: jax.Array, temperature: float,
@@ -65,9 +71,7 @@ def class_split_info_nce(z_q: jax.Array, z_k: jax.Array, bank: jax.Array, temper
   log(1 + n_same) when all of them are as close as the positive), `same_class_keys` (n_same, the
   valid entries of the query's class) and `instance_floor` (log(1 + n_same)).
   """
-  positive = jnp.sum(z_q * z_k, axis=-1, keepdims=True) / temperature
-  log_p = jax.nn.log_softmax(
-      jnp.concatenate([positive, _bank_logits(z_q, bank, temperature, valid)], axis=-1), axis=-1)
+  log_p = _info_nce_log_probs(z_q, z_k, bank, temperature, valid)
   same = valid & same_class
   log_own_class = jax.nn.logsumexp(
       jnp.concatenate([log_p[:, :1], jnp.where(same, log_p[:, 1:], -jnp.inf)], axis=-1),
