@@ -30,7 +30,8 @@ def get_config(argument=None):
   # on six seeds the phase-2 loss fell on all six (four before, but its first epoch now starts
   # higher), the keys crowded less in epochs 5-6, standardised KNN +13.96 over the untrained
   # network (+12.94 before) and IoU 0.452 (0.441) (README, "A fresh bank at the switch"). MSR
-  # keeps configs/default.py's False: not measured there.
+  # keeps configs/default.py's False: its screen failed (README, "A fresh bank at the switch on
+  # MSR").
   config.actionlet.reset_bank = True
   # A gentler shear than the family's 0.5, in every view that shears: on six seeds the
   # standardised KNN gains +12.94 over the untrained network with 0.1, +8.43 with 0.3, +2.98
