@@ -17,8 +17,11 @@ def get_config(argument=None):
   # ActCLR - MoCo v2 +2.20 linear final, carried by seed 0 (+15.02; -3.30 and -5.13 on seeds 1-2).
   # 100 + 80 (stops 20-41) left MoCo v2 +5.98 over the random encoder on that machine type (+9.40
   # on an Intel one), 100 + 120 +8.91, 150 + 80 +9.77 (README, "Phase 1 of 150 and phase 2 of
-  # 120 on MSR"). Wall time, three seeds side by side on 2 cores: phase 1 3,930 s, each phase 2
-  # 2,760-2,870 s (not timed alone; 80 MoCo v2 epochs took 1,019 s alone at stop 20).
+  # 120 on MSR"). On the Intel Xeon type (stop 49, check I, seeds 0-2): MoCo v2 +10.50, ActCLR
+  # +12.82, ActCLR - MoCo v2 +2.32; over seeds 0-4 MoCo v2 +8.86, short of +10 (README, "MSR's
+  # default on seeds 0-2 on the Intel type"). Wall time there, three seeds side by side on 2
+  # cores: 3,967-3,971 s per seed for the comparison's three arms (phase 1 and MoCo v2 2,645 s,
+  # ActCLR 1,229 s, with their evaluations).
   config.num_epochs = 270
   config.actionlet.start_epoch = 150
   config.lr_decay_epochs = (140,)
