@@ -107,8 +107,9 @@ def get_config() -> ml_collections.ConfigDict:
   # network in phase 2").
   config.actionlet.momentum = ml_collections.config_dict.placeholder(float)
   # True: phase 2 starts from the initial random bank instead of phase 1's keys (README, "A fresh
-  # bank at the switch"). False here: on MSR it lowered ActCLR's linear final mean by 0.73
-  # (seeds 3-4: -4.40, +2.93; README, "A fresh bank at the switch on MSR").
+  # bank at the switch"). False here: on MSR it failed its screen (seeds 3-4: linear final
+  # -4.40, +2.93) and was level over five seeds (+0.29, std 3.49; README, "A fresh bank at the
+  # switch on MSR").
   config.actionlet.reset_bank = False
   config.actionlet.anchor = "dataset"  # dataset (Eq. 2) | batch (the authors' code)
   config.actionlet.smoothing = "adjacency"  # adjacency (Eq. 5) | parts (the authors' code)
