@@ -20,8 +20,8 @@ def get_config(argument=None):
   # 120 on MSR"). On the Intel Xeon type (stop 49, check I, seeds 0-2): MoCo v2 +10.50, ActCLR
   # +12.82, ActCLR - MoCo v2 +2.32; over seeds 0-4 MoCo v2 +8.86, short of +10 (README, "MSR's
   # default on seeds 0-2 on the Intel type"). Wall time there, three seeds side by side on 2
-  # cores: 3,967-3,971 s per seed for the comparison's three arms (phase 1 and MoCo v2 2,645 s,
-  # ActCLR 1,229 s, with their evaluations).
+  # cores: 3,967-3,971 s per seed for the comparison's three arms (phase 1 and MoCo v2
+  # 2,644-2,645 s, ActCLR 1,225-1,229 s, with their evaluations).
   config.num_epochs = 270
   config.actionlet.start_epoch = 150
   config.lr_decay_epochs = (140,)
