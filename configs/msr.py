@@ -24,7 +24,9 @@ def get_config(argument=None):
   # 2,644-2,645 s, ActCLR 1,225-1,229 s, with their evaluations).
   # The base rate stays the default 0.1 (0.025 at batch 32): 0.2 lowered MoCo v2's linear final
   # on all five seeds (mean -5.42; stop 50, README "Twice the learning rate on MSR"). A phase 1
-  # of 200 epochs lowered both arms' linear final on seeds 3-4 (stop 50, a screen).
+  # of 200 epochs lowered both arms' linear final on seeds 3-4 (stop 50, a screen), and so did
+  # half the rate (0.05) and a weight decay of 5e-4 (stop 51, screens on seeds 3-4; README, "Half
+  # the learning rate, and weight decay 5e-4, on MSR").
   config.num_epochs = 270
   config.actionlet.start_epoch = 150
   config.lr_decay_epochs = (140,)
