@@ -25,6 +25,7 @@ TRANSFORMS = {
     "axis_mask": jax.jit(augment.axis_mask),
     "bone_scale": jax.jit(functools.partial(augment.bone_scale, parents=LAYOUT.parents,
                                             center=LAYOUT.center, flip_permutation=PERM)),
+    "motion_scale": jax.jit(augment.motion_scale),
     "crop": jax.jit(augment.crop),
     "temporal_flip": jax.jit(augment.temporal_flip),
     "temporal_resize": jax.jit(augment.temporal_resize),
@@ -76,6 +77,7 @@ def test_p_zero_and_zero_amount_are_identity():
   eq(augment.gaussian_blur(KEY, x, p=0.0), x)
   eq(augment.skeleton_adain(KEY, x, PARTNER, p=0.0), x)
   eq(augment.bone_scale(KEY, x, LAYOUT.parents, LAYOUT.center, PERM, amount=0.0), x)
+  eq(augment.motion_scale(KEY, x, amount=0.0), x)
   for out in (augment.spatial_flip(KEY, x, PERM, p=0.0, mask=m),
               augment.temporal_flip(KEY, x, m, p=0.0),
               augment.crop(KEY, x, m, pad_ratio=0.0),
@@ -147,6 +149,25 @@ def test_bone_scale_rescales_each_bone_by_one_factor_and_keeps_its_direction():
   # The centre joint stays where it was.
   np.testing.assert_array_equal(np.asarray(out)[:, :, :, LAYOUT.center],
                                 np.asarray(x)[:, :, :, LAYOUT.center])
+
+
+def test_motion_scale_scales_each_body_about_its_mean_pose():
+  x = jnp.asarray(_batch())
+  amount = 0.3
+  out = np.asarray(TRANSFORMS["motion_scale"](KEY, x, amount=amount))
+  mean_pose = np.asarray(x).mean(axis=2, keepdims=True)
+  np.testing.assert_allclose(out.mean(axis=2, keepdims=True), mean_pose, atol=1e-5)
+  factors = {}
+  for n, m in [(0, 0), (1, 0), (1, 1), (2, 0), (3, 0), (3, 1)]:  # the bodies present
+    before = (np.asarray(x) - mean_pose)[n, ..., m]
+    after = out[n, ..., m] - mean_pose[n, ..., m]
+    factor = (after * before).sum() / (before * before).sum()  # one factor per body
+    np.testing.assert_allclose(after, factor * before, atol=1e-5)
+    assert 1 - amount - 1e-5 <= factor <= 1 + amount + 1e-5
+    factors[n, m] = factor
+  assert len({round(float(f), 4) for f in factors.values()}) == len(factors)
+  with pytest.raises(ValueError, match="augment.motion_scale_amount"):
+    augment.resolve_config(None, motion_scale_amount=1.0)
 
 
 def test_shear_matrix_has_unit_diagonal():

@@ -27,8 +27,9 @@ from actclr_jax.augment.config import (ACTIONLET_TRANSFORMS, KEY_VIEW_TRANSFORMS
 from actclr_jax.augment.helpers import body_presence, random_partner
 from actclr_jax.augment.mixing import cutmix, mixup, resizemix, skeleton_mix
 from actclr_jax.augment.transforms import (axis_mask, bone_scale, crop, gaussian_blur,
-                                           gaussian_noise, rotate, shear, skeleton_adain,
-                                           spatial_flip, temporal_flip, temporal_resize)
+                                           gaussian_noise, motion_scale, rotate, shear,
+                                           skeleton_adain, spatial_flip, temporal_flip,
+                                           temporal_resize)
 from actclr_jax.augment.views import (actionlet_transform, apply_transforms, combine, key_view,
                                       mats, mats_keys, non_actionlet_transform, query_view,
                                       sample_flip)
@@ -37,7 +38,8 @@ __all__ = [
     "ACTIONLET_TRANSFORMS", "KEY_VIEW_TRANSFORMS", "PAPER_ACTIONLET_TRANSFORMS",
     "actionlet_transform", "apply_transforms", "axis_mask", "body_presence", "bone_scale",
     "check_names", "combine", "crop", "cutmix", "default_config", "gaussian_blur", "gaussian_noise",
-    "key_view", "mats", "mats_keys", "mixup", "non_actionlet_transform", "query_view",
+    "key_view", "mats", "mats_keys", "mixup", "motion_scale", "non_actionlet_transform",
+    "query_view",
     "random_partner", "resizemix", "resolve_config", "rotate", "sample_flip", "shear",
     "skeleton_adain", "skeleton_mix", "spatial_flip", "temporal_flip", "temporal_resize",
     "validate_config",

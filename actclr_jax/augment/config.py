@@ -15,11 +15,13 @@ import ml_collections
 # The transforms of T_act (Sec. 3.2) in the order every view applies them. A view is a subset of
 # these names; each transform draws from its own fold of the view's key, so that switching one
 # transform on or off leaves the randomness of the others unchanged. The paper's T_act is
-# PAPER_ACTIONLET_TRANSFORMS; temporal_resize (a speed change) and bone_scale (a body shape) are
-# not in the paper: ours, last so that the others keep their folds.
+# PAPER_ACTIONLET_TRANSFORMS; temporal_resize (a speed change), bone_scale (a body shape) and
+# motion_scale (a motion's amplitude) are not in the paper: ours, last so that the others keep
+# their folds.
 PAPER_ACTIONLET_TRANSFORMS = ("shear", "spatial_flip", "rotate", "axis_mask", "crop",
                               "temporal_flip", "gaussian_noise", "gaussian_blur", "skeleton_adain")
-ACTIONLET_TRANSFORMS = PAPER_ACTIONLET_TRANSFORMS + ("temporal_resize", "bone_scale")
+ACTIONLET_TRANSFORMS = PAPER_ACTIONLET_TRANSFORMS + ("temporal_resize", "bone_scale",
+                                                     "motion_scale")
 # The key view may only hold transforms that keep every frame and joint where it was: the
 # actionlet computed from the key view is applied to the query's input.
 KEY_VIEW_TRANSFORMS = ("shear", "rotate", "axis_mask", "bone_scale")
@@ -44,6 +46,9 @@ def default_config() -> ml_collections.ConfigDict:
       # (a bone's mean length varies by 3-16% across them); 0.3 failed a screen (README, "A
       # stronger bone-length change").
       bone_scale_amount=0.2,
+      # motion_scale (ours, in no view by default): each joint's motion about its mean pose times
+      # U(1 - amount, 1 + amount), another subject's amplitude of the same action.
+      motion_scale_amount=0.2,
       # T_act, temporal.
       crop_pad_ratio=1.0 / 6.0,
       temporal_flip_p=0.5,
@@ -140,7 +145,7 @@ def check_names(names: Any, allowed: Sequence[str], field: str) -> None:
 _PROBABILITIES = ("flip_p", "axis_mask_p", "temporal_flip_p", "noise_p", "blur_p", "adain_p",
                   "strong_noise_p", "mix_p", "sample_flip_p")
 _NON_NEGATIVE = ("shear_amount", "rotate_max_degrees", "rotate_minor_degrees", "crop_pad_ratio",
-                 "noise_std", "strong_noise_std", "bone_scale_amount")
+                 "noise_std", "strong_noise_std", "bone_scale_amount", "motion_scale_amount")
 # (field, smallest allowed low end): inclusive (low, high) ranges.
 _RANGES = (("blur_sigma_range", 0.0), ("cutmix_num_parts", 1), ("cutmix_frames", 1),
            ("resizemix_scale", 0.0), ("temporal_resize_range", 0.0))
@@ -194,3 +199,5 @@ def validate_config(cfg: ml_collections.ConfigDict) -> None:
     fail("adain_max_ratio", "a value >= 1")
   if _is_number(cfg.bone_scale_amount) and cfg.bone_scale_amount >= 1:
     fail("bone_scale_amount", "a value in [0, 1) (a bone would vanish or flip)")
+  if _is_number(cfg.motion_scale_amount) and cfg.motion_scale_amount >= 1:
+    fail("motion_scale_amount", "a value in [0, 1) (the motion would vanish or reverse)")

@@ -1,10 +1,10 @@
 """The individual T_act transforms (Sec. 3.2), each vectorised over the batch.
 
-Spatial: shear, spatial_flip, rotate, axis_mask, bone_scale. Temporal: crop, temporal_flip,
-temporal_resize. Spatio-temporal: gaussian_noise, gaussian_blur, skeleton_adain (Eq. 6). Each
-takes a PRNG key and x (N, C, T, V, M); the warps that move joints or frames also carry an
-optional (N, T, V, M) mask. A probability or amount that is a static zero returns the input
-unchanged.
+Spatial: shear, spatial_flip, rotate, axis_mask, bone_scale, motion_scale. Temporal: crop,
+temporal_flip, temporal_resize. Spatio-temporal: gaussian_noise, gaussian_blur, skeleton_adain
+(Eq. 6). Each takes a PRNG key and x (N, C, T, V, M); the warps that move joints or frames also
+carry an optional (N, T, V, M) mask. A probability or amount that is a static zero returns the
+input unchanged.
 """
 
 from __future__ import annotations
@@ -68,6 +68,18 @@ def bone_scale(key: Array, x: Array, parents: Sequence[int], center: int,
   rebuilt = x[:, :, :, center:center + 1] + jnp.einsum(
       "nctkm,jk->nctjm", scaled, paths, precision=jax.lax.Precision.HIGHEST)
   return rebuilt * _presence(x)
+
+
+def motion_scale(key: Array, x: Array, amount: float = 0.2) -> Array:
+  """Another amplitude of the same motion: per sample and body, x' = m + a (x - m), m each
+  joint's mean over the frames (the mean pose, kept), a ~ U(1 - amount, 1 + amount). A subject
+  who moves less or more in the same action. x: (N, C, T, V, M).
+  """
+  if _is_static_zero(amount):
+    return x
+  mean_pose = jnp.mean(x, axis=2, keepdims=True)
+  scale = _uniform(key, (x.shape[0], x.shape[4]), x.dtype, 1.0 - amount, 1.0 + amount)
+  return (mean_pose + scale[:, None, None, None, :] * (x - mean_pose)) * _presence(x)
 
 
 def spatial_flip(key: Array, x: Array, flip_perm: Sequence[int], p: float = 0.5,

@@ -19,8 +19,9 @@ from actclr_jax.augment.helpers import (_is_static_zero, _per_sample, _presence,
                                         random_partner)
 from actclr_jax.augment.mixing import skeleton_mix
 from actclr_jax.augment.transforms import (axis_mask, bone_scale, crop, gaussian_blur,
-                                           gaussian_noise, rotate, shear, skeleton_adain,
-                                           spatial_flip, temporal_flip, temporal_resize)
+                                           gaussian_noise, motion_scale, rotate, shear,
+                                           skeleton_adain, spatial_flip, temporal_flip,
+                                           temporal_resize)
 
 Array = jax.Array
 
@@ -49,6 +50,8 @@ def apply_transforms(key: Array, x: Array, mask: Array | None, names: Sequence[s
   if "bone_scale" in on:
     x = bone_scale(k["bone_scale"], x, layout.parents, layout.center, layout.flip_permutation,
                    cfg.bone_scale_amount)
+  if "motion_scale" in on:
+    x = motion_scale(k["motion_scale"], x, cfg.motion_scale_amount)
   if "shear" in on:
     x = shear(k["shear"], x, cfg.shear_amount)
   if "spatial_flip" in on:
