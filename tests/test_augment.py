@@ -166,6 +166,13 @@ def test_motion_scale_scales_each_body_about_its_mean_pose():
     assert 1 - amount - 1e-5 <= factor <= 1 + amount + 1e-5
     factors[n, m] = factor
   assert len({round(float(f), 4) for f in factors.values()}) == len(factors)
+  # A body absent from some frames keeps them zero, and its mean pose is over its own frames.
+  partial = np.asarray(x).copy()
+  partial[1, :, :10, :, 1] = 0
+  moved = np.asarray(TRANSFORMS["motion_scale"](KEY, jnp.asarray(partial), amount=amount))
+  assert np.all(moved[1, :, :10, :, 1] == 0)
+  np.testing.assert_allclose(moved[1, :, 10:, :, 1].mean(axis=1),
+                             partial[1, :, 10:, :, 1].mean(axis=1), atol=1e-5)
   with pytest.raises(ValueError, match="augment.motion_scale_amount"):
     augment.resolve_config(None, motion_scale_amount=1.0)
 

@@ -72,14 +72,17 @@ def bone_scale(key: Array, x: Array, parents: Sequence[int], center: int,
 
 def motion_scale(key: Array, x: Array, amount: float = 0.2) -> Array:
   """Another amplitude of the same motion: per sample and body, x' = m + a (x - m), m each
-  joint's mean over the frames (the mean pose, kept), a ~ U(1 - amount, 1 + amount). A subject
-  who moves less or more in the same action. x: (N, C, T, V, M).
+  joint's mean over the frames where the body is present (the mean pose, kept), a ~ U(1 - amount,
+  1 + amount); frames where the body is absent stay zero. A subject who moves less or more in the
+  same action. x: (N, C, T, V, M).
   """
   if _is_static_zero(amount):
     return x
-  mean_pose = jnp.mean(x, axis=2, keepdims=True)
+  frame_present = jnp.any(x != 0, axis=(1, 3), keepdims=True).astype(x.dtype)  # (N, 1, T, 1, M)
+  mean_pose = (jnp.sum(x * frame_present, axis=2, keepdims=True)
+               / jnp.maximum(jnp.sum(frame_present, axis=2, keepdims=True), 1.0))
   scale = _uniform(key, (x.shape[0], x.shape[4]), x.dtype, 1.0 - amount, 1.0 + amount)
-  return (mean_pose + scale[:, None, None, None, :] * (x - mean_pose)) * _presence(x)
+  return (mean_pose + scale[:, None, None, None, :] * (x - mean_pose)) * frame_present
 
 
 def spatial_flip(key: Array, x: Array, flip_perm: Sequence[int], p: float = 0.5,
